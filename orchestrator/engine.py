@@ -1,0 +1,190 @@
+"""The pure engine: given a run's state, its definition and the time, advance the run.
+
+It imports neither boto3 nor pynamodb. Steps are polled through their `poll()` method
+(which may do I/O through `ctx.services`); everything else is arithmetic on `RunState`.
+
+One call of `advance()` polls every step that is due, in order, moving on as steps finish,
+and stops at the first step that is still pending, at a failure, at the end of the gate,
+or when `time_left()` (real seconds left in this invocation) drops below `reserve`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.durations import format_duration
+from orchestrator.model import Failure, FailureType, RunState, RunStatus, StepState
+from orchestrator.steps import Failed, Pending, StepContext
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.definition import GateDefinition
+
+MAX_OUTPUT_BYTES = 122_880
+"""CodePipeline's limit on the total size of one action's output variables."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Real time available to this invocation for step I/O."""
+
+    time_left: Callable[[], float]
+    reserve: float = 5.0
+
+
+def start(definition: GateDefinition, run_id: str, now: float) -> RunState:
+    """A new run, nothing polled yet."""
+    return RunState(
+        run_id=run_id,
+        started_at=now,
+        deadline=now + definition.timeout,
+        steps=[StepState() for _ in definition.steps],
+    )
+
+
+def advance(
+    definition: GateDefinition,
+    state: RunState,
+    now: Callable[[], float],
+    budget: Budget,
+    services: Any = None,
+) -> RunState:
+    """Return the run advanced as far as it can go right now (the input is not modified)."""
+    run = state.model_copy(deep=True)
+    if run.status is not RunStatus.RUNNING:
+        return run
+    if len(run.steps) != len(definition.steps):
+        return _fail(
+            run,
+            now(),
+            "the gate definition changed while the run was in progress",
+            FailureType.CONFIGURATION_ERROR,
+        )
+    if run.cancel_requested_by:
+        return _fail(run, now(), f"cancelled by {run.cancel_requested_by}")
+    while run.step_index < len(definition.steps):
+        at = now()
+        step = definition.steps[run.step_index]
+        step_state = run.steps[run.step_index]
+        if at >= run.deadline:
+            return _fail(
+                run,
+                at,
+                f"gate timed out after {format_duration(definition.timeout)} "
+                f"at step '{step.name}'{_last(step_state)}",
+            )
+        if step_state.started_at is None:
+            step_state.started_at, step_state.next_check = at, at
+        step_deadline = step_state.started_at + definition.step_timeout(step)
+        if at >= step_deadline:
+            return _fail(
+                run,
+                at,
+                f"step '{step.name}' timed out after "
+                f"{format_duration(definition.step_timeout(step))}{_last(step_state)}",
+            )
+        if step_state.next_check is not None and step_state.next_check > at:
+            return run
+        if budget.time_left() < budget.reserve:
+            return run
+        ctx = StepContext(run.run_id, at, run_context(definition, run), budget.time_left, services)
+        try:
+            outcome = step.poll(step_state, ctx)
+        except Exception as exc:  # a step's bug must still end in an answer
+            outcome = Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}")
+        step_state.polls += 1
+        if isinstance(outcome, Pending):
+            step_state.detail = outcome.detail
+            step_state.fraction = outcome.fraction
+            wanted = outcome.next_check if outcome.next_check is not None else at + step.interval
+            step_state.next_check = min(max(wanted, at), step_deadline, run.deadline)
+            return run
+        if isinstance(outcome, Failed):
+            return _fail(run, at, outcome.message, outcome.failure_type or FailureType.JOB_FAILED)
+        step_state.result = outcome.result
+        step_state.finished_at, step_state.next_check = at, None
+        step_state.detail, step_state.fraction = "done", 1.0
+        run.step_index += 1
+    return _finish(definition, run, now())
+
+
+def next_due(run: RunState) -> float | None:
+    """When the run next needs a poll (None when it is over)."""
+    if run.status is not RunStatus.RUNNING:
+        return None
+    if run.step_index >= len(run.steps):
+        return run.started_at
+    step_state = run.steps[run.step_index]
+    due = step_state.next_check if step_state.next_check is not None else run.started_at
+    return min(due, run.deadline)
+
+
+def percent(run: RunState) -> int:
+    """Progress for the console: finished steps plus the current step's own fraction."""
+    if run.status is RunStatus.SUCCEEDED:
+        return 100
+    total = len(run.steps)
+    current = run.steps[run.step_index] if run.step_index < total else None
+    fraction = current.fraction if current is not None and current.fraction else 0.0
+    return max(0, min(99, int((run.step_index + min(fraction, 1.0)) / total * 100)))
+
+
+def summary(definition: GateDefinition, run: RunState) -> str:
+    """One line for executionDetails.summary / failureDetails.message."""
+    total = len(definition.steps)
+    if run.status is RunStatus.FAILED:
+        assert run.failure is not None
+        return run.failure.message
+    if run.status is RunStatus.SUCCEEDED:
+        elapsed = (run.ended_at or run.started_at) - run.started_at
+        return f"all {total} steps done in {format_duration(elapsed)}"
+    step = definition.steps[run.step_index]
+    detail = run.steps[run.step_index].detail or "starting"
+    return f"step {run.step_index + 1}/{total} '{step.name}': {detail}"
+
+
+def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
+    """The document JMESPath expressions see: finished steps' results and the run."""
+    steps = {
+        step.name: state.result
+        for step, state in zip(definition.steps, run.steps, strict=True)
+        if state.finished_at is not None
+    }
+    started = datetime.fromtimestamp(run.started_at, UTC).isoformat().replace("+00:00", "Z")
+    return {"steps": steps, "run": {"id": run.run_id, "started_at": started}}
+
+
+def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
+    from orchestrator.steps._base import search
+
+    context = run_context(definition, run)
+    outputs: dict[str, str] = {}
+    for name, expression in definition.outputs.items():
+        value = search(expression, context)
+        outputs[name] = value if isinstance(value, str) else json.dumps(value)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in outputs.items())
+    if size > MAX_OUTPUT_BYTES:
+        return _fail(
+            run,
+            at,
+            f"output variables total {size} bytes, over CodePipeline's limit "
+            f"of {MAX_OUTPUT_BYTES} bytes",
+        )
+    run.status, run.outputs, run.ended_at = RunStatus.SUCCEEDED, outputs, at
+    return run
+
+
+def _fail(
+    run: RunState, at: float, message: str, failure_type: FailureType = FailureType.JOB_FAILED
+) -> RunState:
+    run.status, run.ended_at = RunStatus.FAILED, at
+    run.failure = Failure(type=failure_type, message=message)
+    return run
+
+
+def _last(step_state: StepState) -> str:
+    return f" (last: {step_state.detail})" if step_state.detail else ""

@@ -1,0 +1,63 @@
+"""Errors of the orchestrator, split by what the caller must do about them.
+
+    OrchestratorError
+    ├── TerminalError              the job is answered with PutJobFailureResult
+    │   ├── DefinitionError        ConfigurationError: the gate definition is invalid
+    │   ├── UnknownTokenError      JobFailed: the continuation token is not ours (or expired)
+    │   └── GateFailed             JobFailed: fail_if, a step or gate timeout, a cancel
+    └── TransientError             try again later; never fails the gate while time remains
+        ├── StoreUnavailable       DynamoDB could not be read or written
+        └── ReporterUnavailable    CodePipeline could not be answered
+
+This module imports only the standard library: everything else may import it.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base class of every error raised on purpose by the orchestrator."""
+
+
+class TerminalError(OrchestratorError):
+    """An error that ends the gate: the job is answered with a failure."""
+
+    failure_type = "JobFailed"
+
+
+class DefinitionError(TerminalError):
+    """The gate definition (UserParameters) is invalid; `errors` lists `path: reason` lines."""
+
+    failure_type = "ConfigurationError"
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+class UnknownTokenError(TerminalError):
+    """The continuation token is garbled, forged, stale or belongs to an expired run."""
+
+
+class GateFailed(TerminalError):
+    """The gate decided to fail: a fail_if condition, a timeout, a cancel, a step error."""
+
+    def __init__(self, message: str, failure_type: str = "JobFailed") -> None:
+        self.failure_type = failure_type
+        super().__init__(message)
+
+
+class TransientError(OrchestratorError):
+    """A fault worth retrying at the next tick; the gate goes on."""
+
+
+class StoreUnavailable(TransientError):
+    """The run store (DynamoDB) could not be read or written."""
+
+
+class ConflictError(OrchestratorError):
+    """Another delivery of the same job advanced the run first (conditional write lost)."""
+
+
+class ReporterUnavailable(TransientError):
+    """CodePipeline could not be answered after retries."""

@@ -1,0 +1,115 @@
+"""The Lambda entry point: `orchestrator.handler.lambda_handler(event, context)`.
+
+Everything long-lived (settings, clients, the pynamodb model) is built once per process
+on the first job and reused while the function stays warm. Every job whose id can be
+read gets exactly one answer; only when CodePipeline itself cannot be reached does the
+invocation raise, so that Lambda's asynchronous retry delivers the job again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator import _log
+from orchestrator.event import Job, job_id_of
+from orchestrator.exceptions import ReporterUnavailable
+from orchestrator.model import Answer, AnswerKind, FailureType
+from orchestrator.tick import Outcome, Ticker, monotonic_deadline
+
+log = logging.getLogger("orchestrator")
+
+
+class LambdaContext(Protocol):
+    """The parts of Lambda's context object the handler uses."""
+
+    aws_request_id: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class App:
+    """What a warm function keeps between invocations."""
+
+    ticker: Ticker
+    reporter: Any
+    safety_margin: float
+
+
+_app: App | None = None
+
+
+def build_app() -> App:
+    """Read settings and build the ticker with its production adapters."""
+    from orchestrator.clock import SystemClock
+    from orchestrator.reporter import CodePipelineReporter, codepipeline_client
+    from orchestrator.services import Services
+    from orchestrator.settings import Settings
+    from orchestrator.tick import TickConfig
+    from state.dynamodb import DynamoRunStore, bind_model
+
+    settings = Settings()  # fields come from the environment
+    _log.configure(settings.log_level)
+    reporter = CodePipelineReporter(codepipeline_client(settings.region))
+    store = DynamoRunStore(bind_model(settings.table_name, settings.region))
+    config = TickConfig(
+        idle_check_interval=settings.idle_check_interval_seconds,
+        ttl_days=settings.ttl_days,
+        reserve_seconds=settings.reserve_seconds,
+    )
+    ticker = Ticker(store, reporter, SystemClock(), config, Services(region=settings.region))
+    return App(ticker, reporter, settings.safety_margin_seconds)
+
+
+def reset() -> None:
+    """Forget the warm state (tests change the environment between runs)."""
+    global _app  # noqa: PLW0603 - the one per-process cache of a Lambda function
+    _app = None
+
+
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    """Advance the job's gate one tick and answer CodePipeline."""
+    global _app  # noqa: PLW0603
+    job_id = job_id_of(event)
+    if job_id is None:
+        log.error("not a CodePipeline job event; nothing to answer")
+        return {"answered": False}
+    bound = _log.bind(job_id=job_id, request_id=str(getattr(context, "aws_request_id", "")))
+    try:
+        if _app is None:
+            _app = build_app()
+        remaining = context.get_remaining_time_in_millis() / 1000
+        margin = min(_app.safety_margin, remaining * 0.25)
+        time_left = monotonic_deadline(remaining - margin)
+        try:
+            job = Job.from_event(event)
+        except ValueError as exc:
+            return _answer_directly(_app, job_id, str(exc), FailureType.JOB_FAILED)
+        outcome: Outcome = _app.ticker.handle(job, time_left)
+        return {
+            "answered": True,
+            "answer": outcome.answer.kind.value,
+            "delivery": outcome.delivery.value,
+        }
+    except ReporterUnavailable:
+        log.exception("could not answer the job; Lambda will deliver it again")
+        raise
+    except Exception as exc:
+        log.exception("internal error")
+        if _app is None:
+            raise  # no reporter without settings; Lambda's retry and on-failure queue show it
+        message = (
+            f"internal error in the orchestrator ({type(exc).__name__}); "
+            f"see the function's logs for request {getattr(context, 'aws_request_id', '')}"
+        )
+        return _answer_directly(_app, job_id, message, FailureType.JOB_FAILED)
+    finally:
+        _log.reset(bound)
+
+
+def _answer_directly(app: App, job_id: str, message: str, kind: FailureType) -> dict[str, Any]:
+    answer = Answer(kind=AnswerKind.FAILED, run_id=job_id, summary=message, failure_type=kind)
+    delivery = app.reporter.report(job_id, answer)
+    return {"answered": True, "answer": answer.kind.value, "delivery": delivery.value}

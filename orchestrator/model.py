@@ -1,0 +1,164 @@
+"""The run's persisted state and the answers given to CodePipeline, as plain pydantic models.
+
+These are data only: the engine (`engine.py`) decides how they change, the store
+(`state/`) persists them, the reporter sends `Answer`s.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunStatus(enum.Enum):
+    """Where a run is: RUNNING until it SUCCEEDED or FAILED."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class FailureType(enum.Enum):
+    """CodePipeline's FailureDetails.type values."""
+
+    JOB_FAILED = "JobFailed"
+    CONFIGURATION_ERROR = "ConfigurationError"
+    PERMISSION_ERROR = "PermissionError"
+    REVISION_OUT_OF_SYNC = "RevisionOutOfSync"
+    REVISION_UNAVAILABLE = "RevisionUnavailable"
+    SYSTEM_UNAVAILABLE = "SystemUnavailable"
+
+
+class StepState(BaseModel):
+    """What one step has done so far. `memo` is the step kind's own persisted scratch space."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    started_at: float | None = None
+    finished_at: float | None = None
+    polls: int = 0
+    next_check: float | None = None
+    detail: str = ""
+    fraction: float | None = None
+    result: Any = None
+    memo: dict[str, Any] = Field(default_factory=dict)
+
+
+class Failure(BaseModel):
+    """Why a run failed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: FailureType
+    message: str
+
+
+class RunState(BaseModel):
+    """The whole progress of one gate run; what the engine reads and returns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    started_at: float
+    deadline: float
+    status: RunStatus = RunStatus.RUNNING
+    step_index: int = 0
+    steps: list[StepState]
+    outputs: dict[str, str] | None = None
+    failure: Failure | None = None
+    ended_at: float | None = None
+    cancel_requested_by: str | None = None
+
+
+class AnswerKind(enum.Enum):
+    """The three answers a job can get."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class Answer(BaseModel):
+    """One answer to one job: PutJobSuccessResult (with or without a token) or a failure."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: AnswerKind
+    run_id: str
+    summary: str
+    token: str | None = None
+    percent: int | None = None
+    outputs: dict[str, str] | None = None
+    failure_type: FailureType | None = None
+
+    def to_request(self, job_id: str) -> tuple[str, dict[str, Any]]:
+        """The CodePipeline operation and its parameters for this answer."""
+        if self.kind is AnswerKind.FAILED:
+            assert self.failure_type is not None
+            return "put_job_failure_result", {
+                "jobId": job_id,
+                "failureDetails": {
+                    "type": self.failure_type.value,
+                    "message": _clip(self.summary, 5000),
+                    "externalExecutionId": self.run_id,
+                },
+            }
+        details: dict[str, Any] = {
+            "summary": _clip(self.summary, 2048),
+            "externalExecutionId": self.run_id,
+        }
+        params: dict[str, Any] = {"jobId": job_id, "executionDetails": details}
+        if self.kind is AnswerKind.IN_PROGRESS:
+            assert self.token is not None
+            params["continuationToken"] = self.token
+            if self.percent is not None:
+                details["percentComplete"] = self.percent
+        else:
+            details["percentComplete"] = 100
+            if self.outputs:
+                params["outputVariables"] = self.outputs
+        return "put_job_success_result", params
+
+
+class RunRecord(BaseModel):
+    """A run as stored: its state plus the bookkeeping that makes ticks idempotent.
+
+    `version` guards conditional writes; `nonce` is the part of the current continuation
+    token that only the table knows; `last_job_id`/`last_answer` let a repeated delivery of
+    the job that last advanced the run get the very same answer again.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    nonce: str | None
+    state: RunState
+    last_job_id: str
+    last_answer: Answer
+    created_at: float
+    updated_at: float
+    expires_at: int
+    cancel_requested_by: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+
+class RunSummary(BaseModel):
+    """A run as listed by `orchestrator runs` (what the status index projects)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    summary: str
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text or "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,112 @@
+"""Clients the steps use, built lazily so a tick imports and connects only what it needs.
+
+`HttpClient` is a seam: production uses urllib3 (already shipped with botocore), unit
+tests may pass their own. AWS clients come from one boto3 session with botocore's
+standard retry mode; endpoints follow the standard `AWS_ENDPOINT_URL_*` variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import urllib3
+
+MAX_BODY_BYTES = 1_000_000
+
+
+class HttpError(Exception):
+    """The request did not get a response (connection refused, timeout, TLS, too large)."""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A response, with header names in lower case and the body capped in size."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class HttpClient(Protocol):
+    """Sends one HTTP request."""
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> HttpResponse:
+        """Send the request; raise HttpError when no response arrives within `timeout`."""
+        ...
+
+
+class Urllib3Client:
+    """HttpClient on urllib3, with bounded reads and no retries (the step's poll retries)."""
+
+    def __init__(self) -> None:
+        import urllib3
+
+        self._pool: urllib3.PoolManager = urllib3.PoolManager(retries=False)
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> HttpResponse:
+        import urllib3
+
+        try:
+            response: urllib3.BaseHTTPResponse = self._pool.request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                preload_content=False,
+                redirect=False,
+            )
+            try:
+                data = response.read(MAX_BODY_BYTES + 1)
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise HttpError(f"{type(exc).__name__} from {_origin(url)}") from None
+        if len(data) > MAX_BODY_BYTES:
+            raise HttpError(f"response from {_origin(url)} exceeds {MAX_BODY_BYTES} bytes")
+        headers_out = {key.lower(): value for key, value in response.headers.items()}
+        return HttpResponse(status=response.status, headers=headers_out, body=data)
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port only: paths and queries may carry tokens."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+class Services:
+    """Per-process cache of clients for the steps."""
+
+    def __init__(self, http: HttpClient | None = None, region: str | None = None) -> None:
+        self._http = http
+        self._region = region
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:
+            self._http = Urllib3Client()
+        return self._http
+
+    def aws(self, service: str) -> Any:
+        """A boto3 client for `service`, created once per process."""
+        if service not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=20,
+            )
+            factory: Any = boto3.client  # the service name is data here, not a literal
+            self._clients[service] = factory(service, region_name=self._region, config=config)
+        return self._clients[service]

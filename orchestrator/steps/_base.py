@@ -1,0 +1,136 @@
+"""What every step kind is: a pydantic model of its definition that knows how to poll itself.
+
+A step kind is one module in this package with one `Step` subclass. The engine calls
+`poll()` whenever the step is due and acts on the outcome; it never looks inside a kind.
+
+    Pending  not done yet: check again at `next_check` (default: now + `every`)
+    Done     finished; `result` is what later steps and outputs see at steps.<name>
+    Failed   the gate fails with `message`
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from orchestrator.durations import parse_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from orchestrator.model import FailureType, StepState
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"invalid duration {value!r} (use e.g. '30s', '10m', '1h30m', 'PT1H')")
+    seconds = parse_duration(value) if isinstance(value, str) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be positive")
+    return seconds
+
+
+def _jmespath(value: str) -> str:
+    try:
+        jmespath.compile(value)
+    except JMESPathError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ValueError(f"invalid JMESPath expression {value!r}: {reason}") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+"""Seconds, written in a definition as '30s', '1h30m', 'PT1H30M' (or a number of seconds)."""
+
+Expression = Annotated[str, AfterValidator(_jmespath)]
+"""A JMESPath expression, compiled once at validation to report syntax errors early."""
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _step_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"invalid step name {value!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+    return value
+
+
+def truthy(value: object) -> bool:
+    """JMESPath truthiness: false, null, '', [] and {} are false; every number is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
+def search(expression: str, document: object) -> Any:
+    """Evaluate a JMESPath expression (already validated) over a JSON document."""
+    return jmespath.search(expression, document)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Not done yet."""
+
+    detail: str
+    next_check: float | None = None
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step finished with `result`."""
+
+    result: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The step failed the gate."""
+
+    message: str
+    failure_type: FailureType | None = None
+
+
+Outcome = Pending | Done | Failed
+
+
+@dataclass
+class StepContext:
+    """What a step sees while polling.
+
+    `now` is the gate's clock (virtual in rehearsals); `time_left()` is *real* seconds left
+    for I/O in this invocation: a poll must not block longer than that.
+    """
+
+    run_id: str
+    now: float
+    run: Mapping[str, Any]
+    time_left: Callable[[], float]
+    services: Any = field(default=None)
+
+
+class Step(BaseModel):
+    """Fields every step has; each kind adds its own and implements `poll`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str]
+    default_every: ClassVar[float] = 30.0
+
+    name: Annotated[str, AfterValidator(_step_name)]
+    every: Duration | None = None
+    timeout: Duration | None = None
+
+    @property
+    def interval(self) -> float:
+        return self.every if self.every is not None else self.default_every
+
+    def poll(self, state: StepState, ctx: StepContext) -> Outcome:
+        """Check the step once; must return within `ctx.time_left()` seconds."""
+        raise NotImplementedError

@@ -1,0 +1,31 @@
+"""`wait`: done once a fixed time has passed since the step started (a bake timer)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from orchestrator.durations import format_duration
+from orchestrator.steps._base import Done, Duration, Outcome, Pending, Step, StepContext
+
+if TYPE_CHECKING:
+    from orchestrator.model import StepState
+
+
+class WaitStep(Step):
+    """`{"name": "bake", "wait": "10m"}`"""
+
+    kind: ClassVar[str] = "wait"
+
+    wait: Duration
+
+    def poll(self, state: StepState, ctx: StepContext) -> Outcome:
+        assert state.started_at is not None
+        end = state.started_at + self.wait
+        if ctx.now >= end:
+            return Done({"waited_seconds": round(ctx.now - state.started_at, 3)})
+        elapsed = ctx.now - state.started_at
+        return Pending(
+            detail=f"waiting {format_duration(self.wait)} ({format_duration(end - ctx.now)} left)",
+            next_check=end,
+            fraction=elapsed / self.wait,
+        )

@@ -1,0 +1,335 @@
+"""One tick: turn one job into exactly one answer, persisting progress before reporting it.
+
+    job ──► decode token ──► idle? ───────────────────────────────► answer (same token)
+                │ (no token: new run)       │ due, or hints too old
+                ▼                           ▼
+            load run ──► same job as last write? ──► re-send that answer
+                │
+                ▼
+            engine.advance ──► conditional write (version) ──► answer with a new token
+                                   │ lost the race
+                                   ▼
+                                re-read: our job won elsewhere ──► re-send its answer
+
+Progress is reported only after it is persisted: when DynamoDB is down, the job gets the
+token it came with (nothing advanced), so the next job tries again. A repeated delivery
+never advances the run twice: the version check lets exactly one delivery write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import engine
+from orchestrator.definition import parse_definition
+from orchestrator.exceptions import (
+    ConflictError,
+    StoreUnavailable,
+    TerminalError,
+    UnknownTokenError,
+)
+from orchestrator.model import (
+    Answer,
+    AnswerKind,
+    FailureType,
+    RunRecord,
+    RunState,
+    RunStatus,
+)
+from orchestrator.token import Token, new_nonce
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.clock import Clock
+    from orchestrator.definition import GateDefinition
+    from orchestrator.event import Job
+    from orchestrator.ports import Delivery, Reporter, RunStore
+
+log = logging.getLogger("orchestrator")
+
+
+@dataclass(frozen=True)
+class TickConfig:
+    """Knobs of the tick, from Settings."""
+
+    idle_check_interval: float = 60.0
+    """An idle tick skips DynamoDB only if the table was read less than this long ago
+    (bounds how late a cancel is seen)."""
+    ttl_days: float = 30.0
+    reserve_seconds: float = 5.0
+    """Real seconds kept back for the write and the report at the end of an invocation."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a tick did: the answer sent and how CodePipeline took it."""
+
+    answer: Answer
+    delivery: Delivery
+    advanced: bool
+
+
+class Ticker:
+    """Handles jobs; built once per process, holds no per-job state."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        reporter: Reporter,
+        clock: Clock,
+        config: TickConfig | None = None,
+        services: Any = None,
+    ) -> None:
+        self._store = store
+        self._reporter = reporter
+        self._clock = clock
+        self._config = config or TickConfig()
+        self._services = services
+
+    def handle(self, job: Job, time_left: Callable[[], float]) -> Outcome:
+        """Decide the job's answer and send it. Raises ReporterUnavailable if it cannot."""
+        advanced = False
+        try:
+            answer, advanced = self._decide(job, time_left)
+        except TerminalError as exc:
+            answer = _failure(_run_id_hint(job), str(exc), FailureType(exc.failure_type))
+        delivery = self._reporter.report(job.id, answer)
+        log.info(
+            "answered",
+            extra={
+                "run_id": answer.run_id,
+                "answer": answer.kind.value,
+                "delivery": delivery.value,
+                "advanced": advanced,
+            },
+        )
+        return Outcome(answer, delivery, advanced)
+
+    # region deciding
+
+    def _decide(self, job: Job, time_left: Callable[[], float]) -> tuple[Answer, bool]:
+        definition = parse_definition(job.user_parameters)
+        now = self._clock.now()
+        if job.continuation_token is None:
+            return self._from_store(
+                job,
+                definition,
+                Token(
+                    run_id=job.id,
+                    nonce=None,
+                    started_at=now,
+                    deadline=now + definition.timeout,
+                    due=now,
+                    checked_at=0.0,
+                    step_index=0,
+                    percent=0,
+                ),
+                time_left,
+            )
+        token = Token.decode(job.continuation_token)
+        if token.nonce is not None and self._is_idle(token, now):
+            return self._idle_answer(definition, token, now), False
+        return self._from_store(job, definition, token, time_left)
+
+    def _is_idle(self, token: Token, now: float) -> bool:
+        fresh = now - token.checked_at < self._config.idle_check_interval
+        return fresh and token.due > now and token.deadline > now
+
+    def _from_store(
+        self, job: Job, definition: GateDefinition, token: Token, time_left: Callable[[], float]
+    ) -> tuple[Answer, bool]:
+        try:
+            record = self._store.load(token.run_id)
+        except StoreUnavailable as exc:
+            return self._store_down(definition, token, exc), False
+        if record is not None and record.last_job_id == job.id:
+            log.info(
+                "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
+            )
+            return record.last_answer, False
+        if record is None:
+            if token.nonce is not None:
+                raise UnknownTokenError(
+                    f"unknown continuation token: run {token.run_id} is not in the table "
+                    "(it may have expired)"
+                )
+            state = engine.start(definition, token.run_id, token.started_at)
+            state = state.model_copy(update={"deadline": token.deadline})
+        elif token.nonce is None or record.nonce != token.nonce:
+            raise UnknownTokenError(
+                f"unknown continuation token: stale or forged for run {record.run_id}"
+            )
+        elif record.state.status is not RunStatus.RUNNING:
+            raise UnknownTokenError(f"unknown continuation token: run {record.run_id} is over")
+        else:
+            state = record.state.model_copy(
+                update={"cancel_requested_by": record.cancel_requested_by}
+            )
+        budget = engine.Budget(time_left, self._config.reserve_seconds)
+        new_state = engine.advance(definition, state, self._clock.now, budget, self._services)
+        if record is not None and new_state == state:
+            # Read, but nothing was due: a fresh token (same nonce) records the read.
+            return self._progress(definition, new_state, record.nonce, self._clock.now()), False
+        return self._commit(job, definition, record, new_state, token)
+
+    def _commit(
+        self,
+        job: Job,
+        definition: GateDefinition,
+        previous: RunRecord | None,
+        state: RunState,
+        token: Token,
+    ) -> tuple[Answer, bool]:
+        now = self._clock.now()
+        running = state.status is RunStatus.RUNNING
+        nonce = new_nonce() if running else None
+        answer = self._answer(definition, state, nonce, now)
+        ttl = int(self._config.ttl_days * 86400)
+        record = RunRecord(
+            version=(previous.version + 1) if previous else 1,
+            nonce=nonce,
+            state=state,
+            last_job_id=job.id,
+            last_answer=answer,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+            expires_at=int((state.deadline if running else now) + ttl),
+            cancel_requested_by=previous.cancel_requested_by if previous else None,
+        )
+        try:
+            self._store.save(record, previous.version if previous else None)
+        except ConflictError:
+            return self._lost_race(job, state.run_id), False
+        except StoreUnavailable as exc:
+            return self._store_down(definition, token, exc), False
+        return answer, True
+
+    def _lost_race(self, job: Job, run_id: str) -> Answer:
+        try:
+            current = self._store.load(run_id)
+        except StoreUnavailable:
+            current = None
+        if current is not None and current.last_job_id == job.id:
+            log.info(
+                "concurrent delivery won the write: re-sending its answer", extra={"run_id": run_id}
+            )
+            return current.last_answer
+        raise UnknownTokenError(
+            f"unknown continuation token: run {run_id} was advanced by another job"
+        )
+
+    # endregion
+    # region answers
+
+    def _answer(
+        self, definition: GateDefinition, state: RunState, nonce: str | None, now: float
+    ) -> Answer:
+        if state.status is RunStatus.RUNNING:
+            assert nonce is not None
+            return self._progress(definition, state, nonce, now)
+        text = engine.summary(definition, state)
+        if state.status is RunStatus.SUCCEEDED:
+            return Answer(
+                kind=AnswerKind.SUCCEEDED,
+                run_id=state.run_id,
+                summary=text,
+                outputs=state.outputs or {},
+            )
+        assert state.failure is not None
+        return _failure(state.run_id, text, state.failure.type)
+
+    def _progress(
+        self, definition: GateDefinition, state: RunState, nonce: str | None, now: float
+    ) -> Answer:
+        due = engine.next_due(state)
+        token = Token(
+            run_id=state.run_id,
+            nonce=nonce,
+            started_at=state.started_at,
+            deadline=state.deadline,
+            due=due if due is not None else now,
+            checked_at=now,
+            step_index=state.step_index,
+            percent=engine.percent(state),
+        )
+        return Answer(
+            kind=AnswerKind.IN_PROGRESS,
+            run_id=state.run_id,
+            token=token.encode(),
+            summary=engine.summary(definition, state),
+            percent=token.percent,
+        )
+
+    def _idle_answer(self, definition: GateDefinition, token: Token, now: float) -> Answer:
+        from orchestrator.durations import format_duration
+
+        index = min(token.step_index, len(definition.steps) - 1)
+        text = (
+            f"step {index + 1}/{len(definition.steps)} '{definition.steps[index].name}': "
+            f"next check in {format_duration(token.due - now)}"
+        )
+        return Answer(
+            kind=AnswerKind.IN_PROGRESS,
+            run_id=token.run_id,
+            token=_reissue(token),
+            summary=text,
+            percent=token.percent,
+        )
+
+    def _store_down(self, definition: GateDefinition, token: Token, exc: Exception) -> Answer:
+        """Report nothing new: the same token, so the next job retries what this one could not."""
+        now = self._clock.now()
+        log.warning(
+            "state store unavailable", extra={"run_id": token.run_id, "error": type(exc).__name__}
+        )
+        if now >= token.deadline:
+            return _failure(
+                token.run_id,
+                f"gate timed out after "
+                f"{_fmt(definition.timeout)} while the state store was unavailable",
+                FailureType.JOB_FAILED,
+            )
+        # The incoming token stays valid; for a run not yet created it becomes its first token.
+        return Answer(
+            kind=AnswerKind.IN_PROGRESS,
+            run_id=token.run_id,
+            token=token.replace(checked_at=0.0).encode(),
+            summary="state store unavailable; will retry at the next check",
+            percent=token.percent,
+        )
+
+    # endregion
+
+
+def _reissue(token: Token) -> str:
+    return token.encode()
+
+
+def _fmt(seconds: float) -> str:
+    from orchestrator.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _failure(run_id: str, message: str, failure_type: FailureType) -> Answer:
+    return Answer(kind=AnswerKind.FAILED, run_id=run_id, summary=message, failure_type=failure_type)
+
+
+def _run_id_hint(job: Job) -> str:
+    """The run id for an answer about a job whose token may be unreadable."""
+    if job.continuation_token:
+        try:
+            return Token.decode(job.continuation_token).run_id
+        except UnknownTokenError:
+            return job.id
+    return job.id
+
+
+def monotonic_deadline(seconds: float) -> Callable[[], float]:
+    """A `time_left()` function counting down real seconds from now."""
+    end = time.monotonic() + seconds
+    return lambda: end - time.monotonic()

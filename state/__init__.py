@@ -1,0 +1,1 @@
+"""Persistence of gate runs: the DynamoDB table declared in template.yaml, through pynamodb."""

@@ -1,0 +1,185 @@
+"""The runs table through pynamodb: one item per run, written only with conditions.
+
+The table name is not known at import time: `bind_model()` makes the model class for one
+table, once, at the entry point (handler or CLI). Endpoints follow botocore's standard
+resolution (`AWS_ENDPOINT_URL_DYNAMODB`); retries use botocore's standard mode.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.models import Model
+
+from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+
+STATUS_INDEX = "by-status"
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class _ByStatus(GlobalSecondaryIndex["RunItem"]):  # type: ignore[no-untyped-call]  # pynamodb
+    """Runs by status, newest first: what `orchestrator runs` queries."""
+
+    class Meta:
+        index_name = STATUS_INDEX
+        projection = IncludeProjection(["created_at", "summary", "last_job_id", "version"])
+
+    status = UnicodeAttribute(hash_key=True)
+    updated_at = NumberAttribute(range_key=True)
+
+
+class RunItem(Model):
+    """One run. `state` and `answer` are JSON documents of the engine's models."""
+
+    run_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute()
+    status = UnicodeAttribute()
+    updated_at = NumberAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    nonce = UnicodeAttribute(null=True)
+    last_job_id = UnicodeAttribute()
+    summary = UnicodeAttribute()
+    state = UnicodeAttribute()
+    answer = UnicodeAttribute()
+    cancel_requested_by = UnicodeAttribute(null=True)
+
+    by_status = _ByStatus()
+
+
+def bind_model(
+    table_name: str, region: str | None = None, host: str | None = None, retries: int = 3
+) -> type[RunItem]:
+    """A RunItem class bound to one table (pynamodb reads `Meta` at class creation)."""
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": table_name,
+            "region": region,
+            "host": host,
+            "max_retry_attempts": retries,
+            "connect_timeout_seconds": 3,
+            "read_timeout_seconds": 5,
+        },
+    )
+    return type("BoundRunItem", (RunItem,), {"Meta": meta, "__module__": __name__})
+
+
+class DynamoRunStore:
+    """RunStore on DynamoDB."""
+
+    def __init__(self, model: type[RunItem]) -> None:
+        self._model = model
+
+    def load(self, run_id: str) -> RunRecord | None:
+        try:
+            item = self._model.get(run_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"run {run_id}: read failed ({_code(exc)})") from exc
+        return _to_record(item)
+
+    def save(self, record: RunRecord, expected_version: int | None) -> None:
+        model = self._model
+        item = _to_item(model, record)
+        try:
+            if expected_version is None:
+                item.save(condition=model.run_id.does_not_exist())
+            else:
+                # UPDATE, not PUT: a cancel request written meanwhile must survive.
+                item.update(
+                    actions=[
+                        model.version.set(item.version),
+                        model.status.set(item.status),
+                        model.updated_at.set(item.updated_at),
+                        model.expires_at.set(item.expires_at),
+                        model.nonce.set(item.nonce) if item.nonce else model.nonce.remove(),
+                        model.last_job_id.set(item.last_job_id),
+                        model.summary.set(item.summary),
+                        model.state.set(item.state),
+                        model.answer.set(item.answer),
+                    ],
+                    condition=model.version == expected_version,
+                )
+        except PynamoDBException as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                raise ConflictError(f"run {record.run_id}: version moved on") from exc
+            raise StoreUnavailable(f"run {record.run_id}: write failed ({_code(exc)})") from exc
+
+    def request_cancel(self, run_id: str, who: str) -> bool:
+        model = self._model
+        try:
+            model(run_id).update(
+                actions=[model.cancel_requested_by.set(who)],
+                condition=model.run_id.exists() & (model.status == RunStatus.RUNNING.value),
+            )
+        except PynamoDBException as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return False
+            raise StoreUnavailable(f"run {run_id}: cancel failed ({_code(exc)})") from exc
+        return True
+
+    def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
+        statuses = [status] if status else list(RunStatus)
+        found: list[RunSummary] = []
+        try:
+            for wanted in statuses:
+                for item in self._model.by_status.query(
+                    wanted.value, scan_index_forward=False, limit=limit
+                ):
+                    found.append(
+                        RunSummary(
+                            run_id=item.run_id,
+                            status=RunStatus(item.status),
+                            created_at=float(item.created_at),
+                            updated_at=float(item.updated_at),
+                            summary=item.summary,
+                        )
+                    )
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"listing runs failed ({_code(exc)})") from exc
+        found.sort(key=lambda run: run.updated_at, reverse=True)
+        return found[:limit]
+
+
+def _code(exc: PynamoDBException) -> str:
+    return exc.cause_response_code or type(exc.cause or exc).__name__
+
+
+def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
+    return model(
+        record.run_id,
+        version=record.version,
+        status=record.state.status.value,
+        updated_at=record.updated_at,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        nonce=record.nonce,
+        last_job_id=record.last_job_id,
+        summary=record.last_answer.summary[:1000],
+        state=record.state.model_dump_json(exclude={"cancel_requested_by"}),
+        answer=record.last_answer.model_dump_json(),
+        cancel_requested_by=record.cancel_requested_by,
+    )
+
+
+def _to_record(item: RunItem) -> RunRecord:
+    state: dict[str, Any] = json.loads(item.state)
+    return RunRecord(
+        version=int(item.version),
+        nonce=item.nonce,
+        state=RunState.model_validate(state),
+        last_job_id=item.last_job_id,
+        last_answer=Answer.model_validate_json(item.answer),
+        created_at=float(item.created_at),
+        updated_at=float(item.updated_at),
+        expires_at=int(item.expires_at),
+        cancel_requested_by=item.cancel_requested_by,
+    )
