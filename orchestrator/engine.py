@@ -98,8 +98,7 @@ def advance(
             outcome = Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}")
         step_state.polls += 1
         if isinstance(outcome, Pending):
-            step_state.detail = outcome.detail
-            step_state.fraction = outcome.fraction
+            step_state.detail, step_state.eta = outcome.detail, outcome.eta
             wanted = outcome.next_check if outcome.next_check is not None else at + step.interval
             step_state.next_check = min(max(wanted, at), step_deadline, run.deadline)
             return run
@@ -107,7 +106,7 @@ def advance(
             return _fail(run, at, outcome.message, outcome.failure_type or FailureType.JOB_FAILED)
         step_state.result = outcome.result
         step_state.finished_at, step_state.next_check = at, None
-        step_state.detail, step_state.fraction = "done", 1.0
+        step_state.detail, step_state.eta = "done", None
         run.step_index += 1
     return _finish(definition, run, now())
 
@@ -123,14 +122,18 @@ def next_due(run: RunState) -> float | None:
     return min(due, run.deadline)
 
 
-def percent(run: RunState) -> int:
-    """Progress for the console: finished steps plus the current step's own fraction."""
+def percent(run: RunState, now: float) -> int:
+    """Progress for the console: finished steps, plus the current step's share of its ETA."""
     if run.status is RunStatus.SUCCEEDED:
         return 100
     total = len(run.steps)
-    current = run.steps[run.step_index] if run.step_index < total else None
-    fraction = current.fraction if current is not None and current.fraction else 0.0
-    return max(0, min(99, int((run.step_index + min(fraction, 1.0)) / total * 100)))
+    fraction = 0.0
+    if run.step_index < total:
+        current = run.steps[run.step_index]
+        if current.eta is not None and current.started_at is not None:
+            span = current.eta - current.started_at
+            fraction = (now - current.started_at) / span if span > 0 else 1.0
+    return max(0, min(99, int((run.step_index + min(max(fraction, 0.0), 1.0)) / total * 100)))
 
 
 def summary(definition: GateDefinition, run: RunState) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator import _log
 from orchestrator.event import Job, job_id_of
 from orchestrator.exceptions import ReporterUnavailable
 from orchestrator.model import Answer, AnswerKind, FailureType
 from orchestrator.tick import Outcome, Ticker, monotonic_deadline
+
+if TYPE_CHECKING:
+    from orchestrator.clock import Clock
 
 log = logging.getLogger("orchestrator")
 
@@ -41,8 +44,11 @@ class App:
 _app: App | None = None
 
 
-def build_app() -> App:
-    """Read settings and build the ticker with its production adapters."""
+def build_app(clock: Clock | None = None) -> App:
+    """Read settings and build the ticker with its production adapters.
+
+    `clock` is for rehearsals (the local runner's virtual clock); Lambda uses the real one.
+    """
     from orchestrator.clock import SystemClock
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
     from orchestrator.services import Services
@@ -59,14 +65,16 @@ def build_app() -> App:
         ttl_days=settings.ttl_days,
         reserve_seconds=settings.reserve_seconds,
     )
-    ticker = Ticker(store, reporter, SystemClock(), config, Services(region=settings.region))
+    ticker = Ticker(
+        store, reporter, clock or SystemClock(), config, Services(region=settings.region)
+    )
     return App(ticker, reporter, settings.safety_margin_seconds)
 
 
-def reset() -> None:
-    """Forget the warm state (tests change the environment between runs)."""
+def use(app: App | None) -> None:
+    """Replace the warm state: None forgets it (the environment changed), an App installs it."""
     global _app  # noqa: PLW0603 - the one per-process cache of a Lambda function
-    _app = None
+    _app = app
 
 
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:

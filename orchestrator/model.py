@@ -41,7 +41,7 @@ class StepState(BaseModel):
     polls: int = 0
     next_check: float | None = None
     detail: str = ""
-    fraction: float | None = None
+    eta: float | None = None
     result: Any = None
     memo: dict[str, Any] = Field(default_factory=dict)
 

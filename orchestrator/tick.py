@@ -254,7 +254,7 @@ class Ticker:
             due=due if due is not None else now,
             checked_at=now,
             step_index=state.step_index,
-            percent=engine.percent(state),
+            percent=engine.percent(state, now),
         )
         return Answer(
             kind=AnswerKind.IN_PROGRESS,

@@ -75,11 +75,11 @@ def search(expression: str, document: object) -> Any:
 
 @dataclass(frozen=True)
 class Pending:
-    """Not done yet."""
+    """Not done yet. `eta`, when known, lets the progress bar move between polls."""
 
     detail: str
     next_check: float | None = None
-    fraction: float | None = None
+    eta: float | None = None
 
 
 @dataclass(frozen=True)

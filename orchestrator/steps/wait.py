@@ -23,9 +23,14 @@ class WaitStep(Step):
         end = state.started_at + self.wait
         if ctx.now >= end:
             return Done({"waited_seconds": round(ctx.now - state.started_at, 3)})
-        elapsed = ctx.now - state.started_at
         return Pending(
-            detail=f"waiting {format_duration(self.wait)} ({format_duration(end - ctx.now)} left)",
+            detail=f"waiting {format_duration(self.wait)} (until {_clock(end)})",
             next_check=end,
-            fraction=elapsed / self.wait,
+            eta=end,
         )
+
+
+def _clock(at: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%SZ")

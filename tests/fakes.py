@@ -1,0 +1,122 @@
+"""Honest in-memory fakes of our own Protocols, for unit tests of the tick and the engine.
+
+They enforce what the real adapters enforce (conditional writes, one answer per job),
+so a test that passes here is about the tick's logic, not about a permissive fake.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary
+from orchestrator.ports import Delivery
+from orchestrator.services import HttpError, HttpResponse
+
+
+class MemoryStore:
+    """RunStore in a dict, with version checks, operation counts and an outage switch."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+        self.cancels: dict[str, str] = {}
+        self.reads = 0
+        self.writes = 0
+        self.down = False
+        self._lock = threading.Lock()
+
+    def load(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            self.reads += 1
+            if self.down:
+                raise StoreUnavailable(f"run {run_id}: down")
+            raw = self.items.get(run_id)
+            if raw is None:
+                return None
+            record = RunRecord.model_validate_json(raw)
+            return record.model_copy(update={"cancel_requested_by": self.cancels.get(run_id)})
+
+    def save(self, record: RunRecord, expected_version: int | None) -> None:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"run {record.run_id}: down")
+            current = self.items.get(record.run_id)
+            stored = None if current is None else RunRecord.model_validate_json(current).version
+            if stored != expected_version:
+                raise ConflictError(record.run_id)
+            self.items[record.run_id] = record.model_dump_json(exclude={"cancel_requested_by"})
+
+    def request_cancel(self, run_id: str, who: str) -> bool:
+        with self._lock:
+            raw = self.items.get(run_id)
+            if raw is None or RunRecord.model_validate_json(raw).state.status is not (
+                RunStatus.RUNNING
+            ):
+                return False
+            self.cancels[run_id] = who
+            return True
+
+    def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
+        records = [RunRecord.model_validate_json(raw) for raw in self.items.values()]
+        return [
+            RunSummary(run_id=r.run_id, status=r.state.status, created_at=r.created_at,
+                       updated_at=r.updated_at, summary=r.last_answer.summary)
+            for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
+            if status is None or r.state.status is status
+        ][:limit]
+
+
+@dataclass
+class RecordingReporter:
+    """Reporter that accepts the first answer per job and refuses later ones, like CodePipeline."""
+
+    accepted: dict[str, Answer] = field(default_factory=dict)
+    refused: list[tuple[str, Answer]] = field(default_factory=list)
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self, job_id: str, answer: Answer) -> Delivery:
+        with self._lock:
+            self.calls += 1
+            if job_id in self.accepted:
+                self.refused.append((job_id, answer))
+                return Delivery.ALREADY_ANSWERED
+            self.accepted[job_id] = answer
+            return Delivery.ACCEPTED
+
+
+@dataclass
+class ScriptedHttp:
+    """HttpClient that returns scripted responses in order (the last one repeats)."""
+
+    responses: list[HttpResponse | HttpError]
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> HttpResponse:
+        self.requests.append((method, url))
+        item = self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+        if isinstance(item, HttpError):
+            raise item
+        return item
+
+
+def json_response(status: int, body: str) -> HttpResponse:
+    return HttpResponse(status=status, headers={"content-type": "application/json"},
+                        body=body.encode())
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)

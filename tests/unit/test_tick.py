@@ -1,0 +1,213 @@
+"""The tick against honest fakes: answers, idempotency, round trips, outages."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from orchestrator.event import Job
+from orchestrator.model import Answer, AnswerKind, FailureType, RunStatus
+from orchestrator.services import Services
+from orchestrator.tick import TickConfig, Ticker
+from orchestrator.token import Token
+from tests.events import load_event
+from tests.fakes import ManualClock, MemoryStore, RecordingReporter, ScriptedHttp, json_response
+
+WAIT_GATE = {"steps": [{"name": "bake", "wait": "10m"}, {"name": "soak", "wait": "5m"}],
+             "outputs": {"Run": "run.id", "Waited": "steps.bake.waited_seconds"}}
+
+
+def job(definition: Any, token: str | None = None, job_id: str | None = None) -> Job:
+    params = definition if isinstance(definition, str) else json.dumps(definition)
+    event = load_event(
+        actionConfiguration={"configuration": {"FunctionName": "f", "UserParameters": params}},
+        continuationToken=token,
+    )
+    event["CodePipeline.job"]["id"] = job_id or str(uuid.uuid4())
+    return Job.from_event(event)
+
+
+class Rig:
+    def __init__(self, http: ScriptedHttp | None = None) -> None:
+        self.clock = ManualClock()
+        self.store = MemoryStore()
+        self.reporter = RecordingReporter()
+        self.ticker = Ticker(self.store, self.reporter, self.clock,
+                             TickConfig(idle_check_interval=60), Services(http=http))
+
+    def tick(self, j: Job) -> Answer:
+        return self.ticker.handle(j, lambda: 30.0).answer
+
+
+def test_a_gate_runs_to_outputs_with_a_new_token_each_advance() -> None:
+    rig = Rig()
+    first = job(WAIT_GATE)
+    answer = rig.tick(first)
+    tokens = [answer.token]
+    assert answer.kind is AnswerKind.IN_PROGRESS and answer.run_id == first.id
+    for minutes in (10, 5):
+        rig.clock.t += minutes * 60
+        answer = rig.tick(job(WAIT_GATE, tokens[-1]))
+        tokens.append(answer.token)
+    assert answer.kind is AnswerKind.SUCCEEDED and answer.token is None
+    assert answer.outputs == {"Run": first.id, "Waited": "600.0"}
+    assert tokens[0] != tokens[1] and None not in tokens[:2]
+    _, request = answer.to_request("j")
+    assert "continuationToken" not in request and request["outputVariables"]["Run"] == first.id
+
+
+def test_round_trips_per_tick() -> None:
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    assert (rig.store.reads, rig.store.writes) == (1, 1)  # first tick
+
+    rig.clock.t += 30  # nothing due, token fresh: no DynamoDB at all
+    idle = rig.tick(job(WAIT_GATE, token))
+    assert (rig.store.reads, rig.store.writes) == (1, 1)
+    assert idle.token == token and idle.summary.startswith("step 1/2 'bake': next check in")
+
+    rig.clock.t += 60  # nothing due, token stale: one read (sees cancels), no write
+    checked = rig.tick(job(WAIT_GATE, token))
+    assert (rig.store.reads, rig.store.writes) == (2, 1)
+    assert checked.token != token and checked.percent == 7  # 90s of 10m, step 1 of 2
+
+    rig.clock.t += 600  # due: one read and one conditional write
+    rig.tick(job(WAIT_GATE, checked.token))
+    assert (rig.store.reads, rig.store.writes) == (3, 2)
+    assert rig.reporter.calls == 4  # exactly one CodePipeline call per tick
+
+
+def test_the_same_job_delivered_twice_in_a_row_advances_once() -> None:
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    rig.clock.t += 600
+    again = job(WAIT_GATE, token)
+    first, second = rig.tick(again), rig.tick(again)
+    assert first == second  # the recorded answer is re-sent
+    assert rig.store.writes == 2
+    record = rig.store.load(Token.decode(token or "").run_id)
+    assert record is not None and record.version == 2 and record.state.step_index == 1
+    assert len(rig.reporter.refused) == 1
+
+
+def test_the_same_job_delivered_concurrently_advances_once() -> None:
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    rig.clock.t += 600
+    duplicate = job(WAIT_GATE, token)
+    barrier = threading.Barrier(8)
+    answers: list[Answer] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        answers.append(rig.tick(duplicate))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    record = rig.store.load(Token.decode(token or "").run_id)
+    assert record is not None and record.version == 2
+    assert len({a.token for a in answers}) == 1  # all re-sent the winner's answer
+    assert rig.reporter.accepted[duplicate.id] == answers[0]
+
+
+def test_first_job_delivered_twice_creates_one_run() -> None:
+    rig = Rig()
+    first = job(WAIT_GATE)
+    a, b = rig.tick(first), rig.tick(first)
+    assert a == b and rig.store.writes == 1
+
+
+def test_invalid_definition_is_a_configuration_error_naming_the_field() -> None:
+    rig = Rig()
+    bad = job({"steps": [{"name": "x", "http": {"url": "http://h"}, "every": "soon"}]})
+    answer = rig.tick(bad)
+    assert answer.kind is AnswerKind.FAILED
+    assert answer.failure_type is FailureType.CONFIGURATION_ERROR
+    assert answer.summary.startswith("steps[0].every: invalid duration 'soon'")
+    assert rig.store.writes == 0
+
+
+@pytest.mark.parametrize("make_token", [
+    lambda good: "garbage",
+    lambda good: Token.decode(good).replace(nonce="forged-nonce-forged", checked_at=0).encode(),
+    lambda good: Token.decode(good).replace(run_id="nope", checked_at=0).encode(),
+])
+def test_unknown_tokens_fail_the_job_saying_so(make_token: Any) -> None:
+    rig = Rig()
+    good = rig.tick(job(WAIT_GATE)).token
+    answer = rig.tick(job(WAIT_GATE, make_token(good)))
+    assert answer.kind is AnswerKind.FAILED
+    assert answer.failure_type is FailureType.JOB_FAILED
+    assert answer.summary.startswith("unknown continuation token")
+
+
+def test_store_outage_reports_no_progress_and_loses_nothing() -> None:
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    rig.clock.t += 600
+    rig.store.down = True
+    during = rig.tick(job(WAIT_GATE, token))
+    assert during.kind is AnswerKind.IN_PROGRESS
+    assert during.summary == "state store unavailable; will retry at the next check"
+    assert Token.decode(during.token or "").nonce == Token.decode(token or "").nonce
+    rig.store.down = False
+    after = rig.tick(job(WAIT_GATE, during.token))
+    record = rig.store.load(after.run_id)
+    assert record is not None and record.state.step_index == 1 and record.version == 2
+
+
+def test_store_down_on_the_first_tick_creates_the_run_later() -> None:
+    rig = Rig()
+    first = job(WAIT_GATE)
+    rig.store.down = True
+    pending = rig.tick(first)
+    assert pending.kind is AnswerKind.IN_PROGRESS and pending.run_id == first.id
+    rig.store.down = False
+    rig.clock.t += 5
+    created = rig.tick(job(WAIT_GATE, pending.token))
+    record = rig.store.load(first.id)
+    assert created.kind is AnswerKind.IN_PROGRESS
+    assert record is not None and record.state.started_at == rig.clock.t - 5
+
+
+def test_a_final_success_is_never_reported_unless_persisted() -> None:
+    rig = Rig()
+    token = rig.tick(job({"steps": [{"name": "w", "wait": "1m"}]})).token
+    rig.clock.t += 60
+    rig.store.down = True
+    answer = rig.tick(job({"steps": [{"name": "w", "wait": "1m"}]}, token))
+    assert answer.kind is AnswerKind.IN_PROGRESS
+
+
+def test_cancel_is_seen_at_the_next_read() -> None:
+    rig = Rig()
+    first = job(WAIT_GATE)
+    token = rig.tick(first).token
+    assert rig.store.request_cancel(first.id, "alice")
+    rig.clock.t += 61
+    answer = rig.tick(job(WAIT_GATE, token))
+    assert answer.kind is AnswerKind.FAILED and answer.summary == "cancelled by alice"
+    record = rig.store.load(first.id)
+    assert record is not None and record.state.status is RunStatus.FAILED
+    assert not rig.store.request_cancel(first.id, "bob")
+
+
+def test_http_gate_through_the_tick() -> None:
+    http = ScriptedHttp([json_response(200, '{"state": "new"}'),
+                         json_response(200, '{"state": "approved", "id": "CHG42"}')])
+    rig = Rig(http)
+    gate = {"steps": [{"name": "change", "http": {"url": "http://itsm/42"},
+                       "until": "body.state == 'approved'", "every": "30s"}],
+            "outputs": {"ChangeId": "steps.change.body.id"}}
+    answer = rig.tick(job(gate))
+    assert answer.summary == "step 1/1 'change': waiting for until (polled 1 times, last HTTP 200)"
+    rig.clock.t += 30
+    answer = rig.tick(job(gate, answer.token))
+    assert answer.outputs == {"ChangeId": "CHG42"}
