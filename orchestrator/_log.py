@@ -9,7 +9,7 @@ import contextvars
 import json
 import logging
 import sys
-from typing import Any
+from typing import IO, Any
 
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "orchestrator_log_context", default=None
@@ -45,12 +45,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(level: str = "INFO") -> None:
-    """Send the `orchestrator` logger's lines as JSON to stdout (CloudWatch in Lambda)."""
+def configure(level: str = "INFO", stream: IO[str] | None = None) -> None:
+    """Send the `orchestrator` logger's lines as JSON to `stream` (default: stdout, which
+    is CloudWatch in Lambda). A second call changes only the level."""
     logger = logging.getLogger("orchestrator")
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(stream or sys.stdout)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(level)
+
+
+def unconfigure() -> None:
+    """Remove the JSON handlers (the local runner swaps stdout for a file)."""
+    logger = logging.getLogger("orchestrator")
+    for handler in [h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)]:
+        logger.removeHandler(handler)
+        handler.close()

@@ -42,7 +42,7 @@ def start(definition: GateDefinition, run_id: str, now: float) -> RunState:
         run_id=run_id,
         started_at=now,
         deadline=now + definition.timeout,
-        steps=[StepState() for _ in definition.steps],
+        steps=[StepState(name=step.name, kind=step.kind) for step in definition.steps],
     )
 
 
@@ -57,7 +57,7 @@ def advance(
     run = state.model_copy(deep=True)
     if run.status is not RunStatus.RUNNING:
         return run
-    if len(run.steps) != len(definition.steps):
+    if [s.name for s in run.steps] != [s.name for s in definition.steps]:
         return _fail(
             run,
             now(),

@@ -36,6 +36,8 @@ class StepState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str = ""
+    kind: str = ""
     started_at: float | None = None
     finished_at: float | None = None
     polls: int = 0

@@ -61,8 +61,13 @@ class MemoryStore:
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         records = [RunRecord.model_validate_json(raw) for raw in self.items.values()]
         return [
-            RunSummary(run_id=r.run_id, status=r.state.status, created_at=r.created_at,
-                       updated_at=r.updated_at, summary=r.last_answer.summary)
+            RunSummary(
+                run_id=r.run_id,
+                status=r.state.status,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                summary=r.last_answer.summary,
+            )
             for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
             if status is None or r.state.status is status
         ][:limit]
@@ -105,8 +110,9 @@ class ScriptedHttp:
 
 
 def json_response(status: int, body: str) -> HttpResponse:
-    return HttpResponse(status=status, headers={"content-type": "application/json"},
-                        body=body.encode())
+    return HttpResponse(
+        status=status, headers={"content-type": "application/json"}, body=body.encode()
+    )
 
 
 class ManualClock:

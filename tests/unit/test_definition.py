@@ -15,8 +15,11 @@ EXAMPLE: dict[str, Any] = {
         {"name": "bake", "wait": "10m"},
         {
             "name": "change",
-            "http": {"url": "https://itsm.example.com/api/change/42", "method": "GET",
-                     "headers": {"Accept": "application/json"}},
+            "http": {
+                "url": "https://itsm.example.com/api/change/42",
+                "method": "GET",
+                "headers": {"Accept": "application/json"},
+            },
             "until": "status == `200` && body.state == 'approved'",
             "fail_if": "body.state == 'rejected'",
             "every": "30s",
@@ -59,26 +62,44 @@ def test_defaults() -> None:
         ("[1]", "UserParameters: expected a JSON object"),
         ({"steps": []}, "steps: List should have at least 1 item"),
         ({"steps": [{"name": "a", "wait": "1m"}] * 51}, "steps: List should have at most 50"),
-        ({"steps": [{"name": "a", "wait": "1m"}, {"name": "b", "http": {"url": "http://x"},
-                                                  "every": "soon"}]},
-         "steps[1].every: invalid duration 'soon'"),
+        (
+            {
+                "steps": [
+                    {"name": "a", "wait": "1m"},
+                    {"name": "b", "http": {"url": "http://x"}, "every": "soon"},
+                ]
+            },
+            "steps[1].every: invalid duration 'soon'",
+        ),
         ({"steps": [{"name": "a"}]}, "steps[0]: each step needs exactly one kind key"),
-        ({"steps": [{"name": "a", "wait": "1m", "http": {"url": "http://x"}}]},
-         "steps[0]: each step needs exactly one kind key"),
+        (
+            {"steps": [{"name": "a", "wait": "1m", "http": {"url": "http://x"}}]},
+            "steps[0]: each step needs exactly one kind key",
+        ),
         ({"steps": [{"name": "a b", "wait": "1m"}]}, "steps[0].name: invalid step name 'a b'"),
         ({"steps": [{"name": "a", "wait": "1m", "colour": "red"}]}, "steps[0].colour: unknown"),
         ({"steps": [{"wait": "1m"}]}, "steps[0].name: required field missing"),
         ({"steps": [{"name": "a", "http": {"url": "ftp://x"}}]}, "steps[0].http.url: invalid URL"),
-        ({"steps": [{"name": "a", "http": {"url": "http://x"}, "until": "status ==="}]},
-         "steps[0].until: invalid JMESPath expression"),
-        ({"steps": [{"name": "a", "wait": "1m"}], "outputs": {"bad name": "run.id"}},
-         "outputs: invalid output name 'bad name'"),
-        ({"steps": [{"name": "a", "wait": "1m"}, {"name": "a", "wait": "2m"}]},
-         "steps[1].name: duplicate step name 'a'"),
-        ({"steps": [{"name": "a", "wait": "1m"}], "timeout": "25h"},
-         "timeout: 1d1h exceeds the maximum 23h45m"),
-        ({"steps": [{"name": "a", "wait": "1m", "timeout": "9h"}], "timeout": "8h"},
-         "steps[0].timeout: 9h exceeds the gate's timeout 8h"),
+        (
+            {"steps": [{"name": "a", "http": {"url": "http://x"}, "until": "status ==="}]},
+            "steps[0].until: invalid JMESPath expression",
+        ),
+        (
+            {"steps": [{"name": "a", "wait": "1m"}], "outputs": {"bad name": "run.id"}},
+            "outputs: invalid output name 'bad name'",
+        ),
+        (
+            {"steps": [{"name": "a", "wait": "1m"}, {"name": "a", "wait": "2m"}]},
+            "steps[1].name: duplicate step name 'a'",
+        ),
+        (
+            {"steps": [{"name": "a", "wait": "1m"}], "timeout": "25h"},
+            "timeout: 1d1h exceeds the maximum 23h45m",
+        ),
+        (
+            {"steps": [{"name": "a", "wait": "1m", "timeout": "9h"}], "timeout": "8h"},
+            "steps[0].timeout: 9h exceeds the gate's timeout 8h",
+        ),
         ({"steps": [{"name": "a", "wait": "-5s"}]}, "steps[0].wait: invalid duration '-5s'"),
     ],
 )

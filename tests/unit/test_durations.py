@@ -8,8 +8,16 @@ from orchestrator.durations import format_duration, parse_duration
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("30s", 30), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5),
-        ("PT1H30M", 5400), ("P1D", 86400), ("PT0.5S", 0.5), ("P1DT2H", 93600), ("1w", 604800),
+        ("30s", 30),
+        ("10m", 600),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("500ms", 0.5),
+        ("PT1H30M", 5400),
+        ("P1D", 86400),
+        ("PT0.5S", 0.5),
+        ("P1DT2H", 93600),
+        ("1w", 604800),
     ],
 )
 def test_parses_short_and_iso_forms(text: str, seconds: float) -> None:

@@ -16,8 +16,13 @@ def gate(**definition: Any) -> GateDefinition:
     return parse_definition(json.dumps(definition))
 
 
-def run(definition: GateDefinition, state: RunState, clock: ManualClock,
-        http: ScriptedHttp | None = None, time_left: float = 60.0) -> RunState:
+def run(
+    definition: GateDefinition,
+    state: RunState,
+    clock: ManualClock,
+    http: ScriptedHttp | None = None,
+    time_left: float = 60.0,
+) -> RunState:
     budget = engine.Budget(lambda: time_left, reserve=1.0)
     return engine.advance(definition, state, clock.now, budget, Services(http=http))
 
@@ -51,20 +56,32 @@ def test_the_input_state_is_not_modified() -> None:
 
 def test_http_until_fail_if_and_outputs() -> None:
     definition = gate(
-        steps=[{"name": "change", "http": {"url": "http://itsm/42"},
-                "until": "body.state == 'approved'", "fail_if": "body.state == 'rejected'",
-                "every": "30s"}],
+        steps=[
+            {
+                "name": "change",
+                "http": {"url": "http://itsm/42"},
+                "until": "body.state == 'approved'",
+                "fail_if": "body.state == 'rejected'",
+                "every": "30s",
+            }
+        ],
         outputs={"State": "steps.change.body.state", "Doc": "steps.change.body"},
     )
-    http = ScriptedHttp([json_response(200, '{"state": "new"}'),
-                         json_response(503, "busy"),
-                         HttpError("ConnectTimeoutError from http://itsm"),
-                         json_response(200, '{"state": "approved", "id": 42}')])
+    http = ScriptedHttp(
+        [
+            json_response(200, '{"state": "new"}'),
+            json_response(503, "busy"),
+            HttpError("ConnectTimeoutError from http://itsm"),
+            json_response(200, '{"state": "approved", "id": 42}'),
+        ]
+    )
     clock = ManualClock(T0)
     state = engine.start(definition, "r1", clock.now())
-    for expected in ("waiting for until (polled 1 times, last HTTP 200)",
-                     "HTTP 503; retrying (polled 2 times)",
-                     "no response (ConnectTimeoutError from http://itsm); retrying"):
+    for expected in (
+        "waiting for until (polled 1 times, last HTTP 200)",
+        "HTTP 503; retrying (polled 2 times)",
+        "no response (ConnectTimeoutError from http://itsm); retrying",
+    ):
         state = run(definition, state, clock, http)
         assert state.status is RunStatus.RUNNING
         assert state.steps[0].detail.startswith(expected)
@@ -77,8 +94,11 @@ def test_http_until_fail_if_and_outputs() -> None:
 
 
 def test_fail_if_fails_the_gate_naming_the_step() -> None:
-    definition = gate(steps=[{"name": "change", "http": {"url": "http://x"},
-                              "fail_if": "body.state == 'rejected'"}])
+    definition = gate(
+        steps=[
+            {"name": "change", "http": {"url": "http://x"}, "fail_if": "body.state == 'rejected'"}
+        ]
+    )
     clock = ManualClock(T0)
     http = ScriptedHttp([json_response(200, '{"state": "rejected"}')])
     state = run(definition, engine.start(definition, "r1", clock.now()), clock, http)
@@ -110,8 +130,13 @@ def test_step_timeout_and_gate_timeout() -> None:
 
 
 def test_several_steps_advance_in_one_call_when_due() -> None:
-    definition = gate(steps=[{"name": "a", "wait": "1m"}, {"name": "b", "wait": "1m"},
-                             {"name": "c", "http": {"url": "http://x"}}])
+    definition = gate(
+        steps=[
+            {"name": "a", "wait": "1m"},
+            {"name": "b", "wait": "1m"},
+            {"name": "c", "http": {"url": "http://x"}},
+        ]
+    )
     clock = ManualClock(T0)
     http = ScriptedHttp([json_response(204, "")])
     state = run(definition, engine.start(definition, "r1", clock.now()), clock, http)
@@ -128,8 +153,7 @@ def test_low_time_budget_stops_before_polling() -> None:
     definition = gate(steps=[{"name": "h", "http": {"url": "http://x"}}])
     clock = ManualClock(T0)
     http = ScriptedHttp([json_response(200, "{}")])
-    state = run(definition, engine.start(definition, "r1", clock.now()), clock, http,
-                time_left=0.5)
+    state = run(definition, engine.start(definition, "r1", clock.now()), clock, http, time_left=0.5)
     assert state.status is RunStatus.RUNNING and http.requests == []
 
 
@@ -147,8 +171,10 @@ def test_a_step_that_raises_fails_the_gate_with_its_type() -> None:
 
 
 def test_outputs_over_codepipelines_limit_fail_before_sending() -> None:
-    definition = gate(steps=[{"name": "h", "http": {"url": "http://x"}}],
-                      outputs={f"O{i}": "steps.h.body" for i in range(3)})
+    definition = gate(
+        steps=[{"name": "h", "http": {"url": "http://x"}}],
+        outputs={f"O{i}": "steps.h.body" for i in range(3)},
+    )
     clock = ManualClock(T0)
     http = ScriptedHttp([json_response(200, json.dumps("x" * 50_000))])
     state = run(definition, engine.start(definition, "r1", clock.now()), clock, http)

@@ -17,8 +17,10 @@ from orchestrator.token import Token
 from tests.events import load_event
 from tests.fakes import ManualClock, MemoryStore, RecordingReporter, ScriptedHttp, json_response
 
-WAIT_GATE = {"steps": [{"name": "bake", "wait": "10m"}, {"name": "soak", "wait": "5m"}],
-             "outputs": {"Run": "run.id", "Waited": "steps.bake.waited_seconds"}}
+WAIT_GATE = {
+    "steps": [{"name": "bake", "wait": "10m"}, {"name": "soak", "wait": "5m"}],
+    "outputs": {"Run": "run.id", "Waited": "steps.bake.waited_seconds"},
+}
 
 
 def job(definition: Any, token: str | None = None, job_id: str | None = None) -> Job:
@@ -36,8 +38,13 @@ class Rig:
         self.clock = ManualClock()
         self.store = MemoryStore()
         self.reporter = RecordingReporter()
-        self.ticker = Ticker(self.store, self.reporter, self.clock,
-                             TickConfig(idle_check_interval=60), Services(http=http))
+        self.ticker = Ticker(
+            self.store,
+            self.reporter,
+            self.clock,
+            TickConfig(idle_check_interval=60),
+            Services(http=http),
+        )
 
     def tick(self, j: Job) -> Answer:
         return self.ticker.handle(j, lambda: 30.0).answer
@@ -134,11 +141,14 @@ def test_invalid_definition_is_a_configuration_error_naming_the_field() -> None:
     assert rig.store.writes == 0
 
 
-@pytest.mark.parametrize("make_token", [
-    lambda good: "garbage",
-    lambda good: Token.decode(good).replace(nonce="forged-nonce-forged", checked_at=0).encode(),
-    lambda good: Token.decode(good).replace(run_id="nope", checked_at=0).encode(),
-])
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda good: "garbage",
+        lambda good: Token.decode(good).replace(nonce="forged-nonce-forged", checked_at=0).encode(),
+        lambda good: Token.decode(good).replace(run_id="nope", checked_at=0).encode(),
+    ],
+)
 def test_unknown_tokens_fail_the_job_saying_so(make_token: Any) -> None:
     rig = Rig()
     good = rig.tick(job(WAIT_GATE)).token
@@ -200,12 +210,24 @@ def test_cancel_is_seen_at_the_next_read() -> None:
 
 
 def test_http_gate_through_the_tick() -> None:
-    http = ScriptedHttp([json_response(200, '{"state": "new"}'),
-                         json_response(200, '{"state": "approved", "id": "CHG42"}')])
+    http = ScriptedHttp(
+        [
+            json_response(200, '{"state": "new"}'),
+            json_response(200, '{"state": "approved", "id": "CHG42"}'),
+        ]
+    )
     rig = Rig(http)
-    gate = {"steps": [{"name": "change", "http": {"url": "http://itsm/42"},
-                       "until": "body.state == 'approved'", "every": "30s"}],
-            "outputs": {"ChangeId": "steps.change.body.id"}}
+    gate = {
+        "steps": [
+            {
+                "name": "change",
+                "http": {"url": "http://itsm/42"},
+                "until": "body.state == 'approved'",
+                "every": "30s",
+            }
+        ],
+        "outputs": {"ChangeId": "steps.change.body.id"},
+    }
     answer = rig.tick(job(gate))
     assert answer.summary == "step 1/1 'change': waiting for until (polled 1 times, last HTTP 200)"
     rig.clock.t += 30

@@ -7,9 +7,16 @@ from orchestrator.token import MAX_TOKEN_CHARS, Token, new_nonce
 
 
 def make(**changes: object) -> Token:
-    token = Token(run_id="11111111-abcd-1111-abcd-111111abcdef", nonce=new_nonce(),
-                  started_at=1.5, deadline=86000.25, due=60.0, checked_at=1.5,
-                  step_index=3, percent=42)
+    token = Token(
+        run_id="11111111-abcd-1111-abcd-111111abcdef",
+        nonce=new_nonce(),
+        started_at=1.5,
+        deadline=86000.25,
+        due=60.0,
+        checked_at=1.5,
+        step_index=3,
+        percent=42,
+    )
     return token.replace(**changes)
 
 

@@ -1,0 +1,5 @@
+"""`python -m orchestrator` is the CLI."""
+
+from orchestrator.cli import main
+
+main()

@@ -1,0 +1,446 @@
+"""`orchestrator`: rehearse gates locally and operate them once they run in AWS.
+
+    orchestrator run FILE         a gate or a pipeline, through the CodePipeline emulator
+    orchestrator validate FILE    check a gate definition (exit 2 with field paths)
+    orchestrator status RUN_ID    one run: steps, timings, last summary
+    orchestrator runs             recent runs, optionally by state
+    orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"
+
+Exit status: 0 success, 1 a failed gate, 2 an invalid definition or usage error.
+Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.definition import parse_definition
+from orchestrator.durations import format_duration, parse_duration
+from orchestrator.exceptions import DefinitionError
+from orchestrator.local.pipeline import (
+    Action,
+    Pipeline,
+    PipelineError,
+    load_document,
+    looks_like_pipeline,
+    parse_pipeline,
+)
+from orchestrator.local.runner import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_TABLE,
+    Event,
+    LocalStack,
+    RehearsalOptions,
+    rehearse,
+)
+from orchestrator.model import RunStatus
+
+app = typer.Typer(
+    help="Long-running CodePipeline gates: rehearse them locally, operate them in AWS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+TableOpt = Annotated[str, typer.Option(envvar="ORCHESTRATOR_TABLE_NAME", help="Runs table name.")]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dynamodb-endpoint",
+        envvar="AWS_ENDPOINT_URL_DYNAMODB",
+        help="DynamoDB endpoint (default: an embedded DynamoDB under --data-dir).",
+    ),
+]
+DataDirOpt = Annotated[Path, typer.Option(help="Where the embedded DynamoDB keeps its data.")]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+# region run
+
+
+def _load_pipeline(path: Path) -> tuple[Pipeline, bool]:
+    """The file as a pipeline; a bare gate definition becomes a one-action pipeline."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+    document = load_document(text)
+    if looks_like_pipeline(document):
+        return parse_pipeline(document), False
+    parse_definition(json.dumps(document))  # raises DefinitionError with field paths
+    action = Action(
+        stage="Gate",
+        name=path.stem,
+        type_id=("Invoke", "AWS", "Lambda", "1"),
+        configuration={"FunctionName": "orchestrator", "UserParameters": json.dumps(document)},
+        namespace="Gate",
+    )
+    return Pipeline(name=path.stem, stages=[("Gate", [action])]), True
+
+
+@app.command()
+def run(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A gate definition (JSON) or a pipeline "
+            "declaration (JSON/YAML, CodePipeline's shape)."
+        ),
+    ],
+    speed: Annotated[float, typer.Option(min=0.001, help="Run the clock N times faster.")] = 1.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON events.")] = False,
+    reinvoke_delay: Annotated[str, typer.Option(help="Delay between rounds.")] = "2s",
+    duplicates: Annotated[
+        str, typer.Option(help="Deliver each job: none, sequential (twice), concurrent.")
+    ] = "none",
+    lambda_timeout: Annotated[str, typer.Option(help="The function's timeout.")] = "5m",
+    reply_timeout: Annotated[str, typer.Option(help="CodePipeline's reply rule.")] = "20m",
+    action_timeout: Annotated[str, typer.Option(help="CodePipeline's action limit.")] = "24h",
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Run a gate (or a pipeline's Lambda invoke actions) as CodePipeline would, locally."""
+    from orchestrator.clock import VirtualClock
+
+    console = _console()
+    if duplicates not in ("none", "sequential", "concurrent"):
+        raise typer.BadParameter("none, sequential or concurrent", param_hint="--duplicates")
+    try:
+        pipeline, _ = _load_pipeline(file)
+    except (DefinitionError, PipelineError) as exc:
+        _invalid(console, file, exc, json_output)
+    options = RehearsalOptions(
+        reinvoke_delay=_duration(reinvoke_delay),
+        lambda_timeout=_duration(lambda_timeout),
+        duplicates=duplicates,  # type: ignore[arg-type]  # checked above
+        reply_timeout=_duration(reply_timeout),
+        action_timeout=_duration(action_timeout),
+    )
+    view = _JsonView() if json_output else _ConsoleView(console, speed)
+    with LocalStack(
+        table_name=table,
+        dynamodb_endpoint=dynamodb_endpoint,
+        data_dir=data_dir,
+        clock=VirtualClock(speed),
+    ) as stack:
+        assert stack.store_info is not None
+        view(
+            {
+                "event": "store",
+                "kind": stack.store_info.kind,
+                "description": stack.store_info.description,
+                "table": table,
+                "persistent": stack.store_info.persistent,
+            }
+        )
+        result = rehearse(stack, pipeline, options, view)
+    code = (
+        EXIT_OK
+        if result.status == "Succeeded"
+        else (EXIT_INVALID if result.failure_type == "ConfigurationError" else EXIT_FAILED)
+    )
+    view(
+        {
+            "event": "finished",
+            "status": result.status,
+            "variables": result.variables,
+            "failure_type": result.failure_type,
+            "failure_message": result.failure_message,
+            "run_ids": result.run_ids,
+            "exit_code": code,
+        }
+    )
+    raise typer.Exit(code)
+
+
+def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) -> None:
+    errors = exc.errors if isinstance(exc, DefinitionError) else [str(exc)]
+    if json_output:
+        print(json.dumps({"event": "invalid", "file": str(file), "errors": errors}))
+    else:
+        console.print(f"[bold red]{file}: invalid[/]")
+        for line in errors:
+            console.print(f"  {line}", markup=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+class _JsonView:
+    def __call__(self, event: Event) -> None:
+        print(json.dumps(event, default=str), flush=True)
+
+
+_COUNTDOWN = re.compile(r": next check in \S+$")
+
+
+class _ConsoleView:
+    """Round-by-round progress, like the CodePipeline console's action details."""
+
+    def __init__(self, console: Console, speed: float) -> None:
+        self.console = console
+        self.speed = speed
+        self.timeout = 0.0
+        self.last_shown = ""
+        self.quiet_rounds = 0
+
+    def __call__(self, event: Event) -> None:
+        getattr(self, f"_{event['event']}")(event)
+
+    def _store(self, e: Event) -> None:
+        self.console.print(f"state: {e['description']}, table [bold]{e['table']}[/]")
+        if self.speed != 1:
+            self.console.print(f"clock: {self.speed:g}x real time")
+
+    def _action_skipped(self, e: Event) -> None:
+        self.console.print(
+            f"[dim]{e['stage']} / {e['action']}: skipped ({e['type']}: {e['reason']})[/]"
+        )
+
+    def _action_started(self, e: Event) -> None:
+        try:
+            self.timeout = parse_definition(e["user_parameters"]).timeout
+        except DefinitionError:
+            self.timeout = 0.0
+        ns = f" (namespace {e['namespace']})" if e.get("namespace") else ""
+        self.console.rule(f"{e['stage']} / {e['action']}{ns}")
+
+    def _round(self, e: Event) -> None:
+        summary = str(e["summary"])
+        stable = _COUNTDOWN.sub("", summary)
+        if stable == self.last_shown and e["status"] == "InProgress":
+            self.quiet_rounds += 1
+            return
+        self.last_shown = stable
+        percent = e["percent"] if e["percent"] is not None else 0
+        bar = "█" * (percent // 5) + "░" * (20 - percent // 5)
+        remaining = max(0.0, self.timeout - e["elapsed"]) if self.timeout else 0.0
+        quiet = f" (+{self.quiet_rounds} idle)" if self.quiet_rounds else ""
+        self.quiet_rounds = 0
+        self.console.print(
+            f"round {e['round']:>4}{quiet}  job {e['job_id'][:8]}  {bar} {percent:>3}%  "
+            f"elapsed {format_duration(e['elapsed'])}  left {format_duration(remaining)}  "
+            f"{e['status']}: {summary}",
+            markup=False,
+        )
+
+    def _action_finished(self, e: Event) -> None:
+        where = f"{e['stage']} / {e['action']}"
+        if e["status"] == "Succeeded":
+            rounds = e.get("rounds", 0)
+            self.console.print(
+                f"[green]{where} succeeded[/] after {rounds} rounds, "
+                f"{format_duration(e.get('elapsed', 0))} of pipeline time"
+            )
+            if e.get("outputs"):
+                table = Table("output variable", "value", title="outputVariables")
+                for key, value in e["outputs"].items():
+                    table.add_row(key, value)
+                self.console.print(table)
+        else:
+            self.console.print(f"[bold red]{where} failed: {e['failure_type']}[/]")
+            self.console.print(f"  {e['failure_message']}", markup=False)
+
+    def _finished(self, e: Event) -> None:
+        colour = "green" if e["status"] == "Succeeded" else "red"
+        runs = ", ".join(e["run_ids"])
+        self.console.print(
+            f"[{colour}]{e['status']}[/] (exit {e['exit_code']}); run ids: {runs or '-'}"
+        )
+
+
+# endregion
+# region validate and operate
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="A gate definition or pipeline.")]) -> None:
+    """Check a gate definition (or every gate in a pipeline); exit 2 with precise errors."""
+    console = _console()
+    try:
+        pipeline, bare = _load_pipeline(file)
+        for action in pipeline.actions:
+            if action.is_lambda_invoke and "#{" not in action.configuration.get(
+                "UserParameters", ""
+            ):
+                try:
+                    parse_definition(action.configuration.get("UserParameters"))
+                except DefinitionError as exc:
+                    prefixed = [f"{action.stage}/{action.name}: {line}" for line in exc.errors]
+                    raise DefinitionError(prefixed) from None
+    except (DefinitionError, PipelineError) as exc:
+        _invalid(console, file, exc, json_output=False)
+    what = "gate" if bare else f"pipeline ({len(pipeline.actions)} actions)"
+    console.print(f"[green]{file}: valid {what}[/]")
+
+
+def _stack(table: str, endpoint: str | None, data_dir: Path) -> LocalStack:
+    return LocalStack(
+        table_name=table, dynamodb_endpoint=endpoint, data_dir=data_dir, with_codepipeline=False
+    )
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(help="The run id (the action's external execution id).")],
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One run: its steps, timings, current token age and last summary."""
+    console = _console()
+    with _stack(table, dynamodb_endpoint, data_dir) as stack:
+        record = stack.store().load(run_id)
+    if record is None:
+        console.print(f"[red]run {run_id} not found in table {table}[/]")
+        raise typer.Exit(EXIT_FAILED)
+    state = record.state
+    if json_output:
+        print(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "status": state.status.value,
+                    "version": record.version,
+                    "summary": record.last_answer.summary,
+                    "state": state.model_dump(mode="json"),
+                    "updated_at": record.updated_at,
+                    "cancel_requested_by": record.cancel_requested_by,
+                }
+            )
+        )
+        return
+    console.print(
+        f"run [bold]{run_id}[/]: {state.status.value}"
+        + (
+            f" (cancel requested by {record.cancel_requested_by})"
+            if record.cancel_requested_by
+            else ""
+        )
+    )
+    console.print(
+        f"started {_when(state.started_at)}, deadline {_when(state.deadline)}, "
+        f"ended {_when(state.ended_at)}"
+    )
+    console.print(
+        f"last advanced {format_duration(time.time() - record.updated_at)} ago "
+        f"(version {record.version}, by job {record.last_job_id})"
+    )
+    steps = Table("#", "step", "kind", "state", "started", "finished", "polls", "detail")
+    for index, step in enumerate(state.steps):
+        phase = "done" if step.finished_at else "running" if step.started_at else "pending"
+        if state.status is RunStatus.FAILED and index == state.step_index:
+            phase = "failed"
+        steps.add_row(
+            str(index + 1),
+            step.name,
+            step.kind,
+            phase,
+            _when(step.started_at),
+            _when(step.finished_at),
+            str(step.polls),
+            step.detail,
+        )
+    console.print(steps)
+    console.print(f"last summary: {record.last_answer.summary}", markup=False)
+    if state.outputs:
+        console.print(f"outputs: {json.dumps(state.outputs)}", markup=False)
+
+
+@app.command()
+def runs(
+    state: Annotated[
+        str | None, typer.Option("--status", help="RUNNING, SUCCEEDED or FAILED.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent runs, newest first (a query on the by-status index, never a scan)."""
+    try:
+        wanted = RunStatus(state.upper()) if state else None
+    except ValueError:
+        raise typer.BadParameter("RUNNING, SUCCEEDED or FAILED", param_hint="--status") from None
+    with _stack(table, dynamodb_endpoint, data_dir) as stack:
+        found = stack.store().recent(wanted, limit)
+    if json_output:
+        print(json.dumps([r.model_dump(mode="json") for r in found]))
+        return
+    listing = Table("run id", "status", "created", "updated", "summary")
+    for r in found:
+        listing.add_row(
+            r.run_id, r.status.value, _when(r.created_at), _when(r.updated_at), r.summary
+        )
+    _console().print(listing)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    by: Annotated[str | None, typer.Option(help="Who cancels (default: your identity).")] = None,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Request cancellation: the run's next tick fails its job with "cancelled by <who>"."""
+    console = _console()
+    with _stack(table, dynamodb_endpoint, data_dir) as stack:
+        who = by or _identity(stack)
+        done = stack.store().request_cancel(run_id, who)
+    if not done:
+        console.print(f"[red]run {run_id} is not running (unknown or already over)[/]")
+        raise typer.Exit(EXIT_FAILED)
+    console.print(f"cancel of {run_id} requested by {who}; the next tick fails the job")
+
+
+def _identity(stack: LocalStack) -> str:
+    """The caller's AWS identity on AWS; the local user name on an embedded store."""
+    import getpass
+
+    if stack.store_info is not None and stack.store_info.kind != "endpoint":
+        return f"local:{getpass.getuser()}"
+    import boto3
+
+    try:
+        arn: str = boto3.client("sts").get_caller_identity()["Arn"]
+    except Exception:  # no credentials or no STS here: fall back, say so
+        return f"local:{getpass.getuser()}"
+    return arn
+
+
+# endregion
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return app(args=argv if argv is not None else sys.argv[1:], prog_name="orchestrator")

@@ -1,0 +1,358 @@
+"""CodePipeline on a laptop: run gates and pipelines through the emulator and a local table.
+
+`LocalStack` picks the state store (an endpoint given by the user, else DynamoDB Local with
+its data under `.orchestrator/`, else moto's in-process DynamoDB), starts the CodePipeline
+emulator, and points the handler at both through the standard `AWS_ENDPOINT_URL_*`
+variables. `rehearse()` runs every Lambda invoke action of a pipeline (a bare gate
+definition is a one-action pipeline) and reports what happens as `Event`s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from orchestrator import _log, handler
+from orchestrator.clock import VirtualClock
+from orchestrator.local.driver import run_action
+from orchestrator.local.emulator import CodePipelineEmulator
+from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve_variables
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+DEFAULT_TABLE = "orchestrator-runs"
+DEFAULT_DATA_DIR = Path(".orchestrator")
+_LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+Event = dict[str, Any]
+"""A JSON-ready progress event: `{"event": name, ...}`."""
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Which DynamoDB the run uses, said out loud."""
+
+    kind: Literal["endpoint", "dynamodb-local", "in-process"]
+    endpoint_url: str | None
+    persistent: bool
+    description: str
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class LocalStack:
+    """The local world: a DynamoDB, a runs table, and (for `run`) the CodePipeline emulator."""
+
+    def __init__(
+        self,
+        *,
+        table_name: str = DEFAULT_TABLE,
+        dynamodb_endpoint: str | None = None,
+        data_dir: Path = DEFAULT_DATA_DIR,
+        with_codepipeline: bool = True,
+        clock: VirtualClock | None = None,
+        region: str | None = None,
+    ) -> None:
+        self.table_name = table_name
+        self.data_dir = data_dir
+        self.clock = clock or VirtualClock(1.0)
+        self.region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+        self._endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+        self._with_codepipeline = with_codepipeline
+        self._saved_env: dict[str, str | None] = {}
+        self._stops: list[Callable[[], None]] = []
+        self.store_info: StoreInfo | None = None
+        self.emulator: CodePipelineEmulator | None = None
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self._log_to_file()
+            self.store_info = self._start_store()
+            if self._with_codepipeline:
+                self.emulator = CodePipelineEmulator(self.clock, region=self.region)
+                self._set_env("AWS_ENDPOINT_URL_CODEPIPELINE", self.emulator.start())
+                self._stops.append(self.emulator.stop)
+            self._set_env("ORCHESTRATOR_TABLE_NAME", self.table_name)
+            self._set_env("AWS_DEFAULT_REGION", self.region)
+            handler.use(None)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handler.use(None)
+        for stop in reversed(self._stops):
+            stop()
+        self._stops.clear()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def _log_to_file(self) -> None:
+        """The function's JSON logs go to a file, as CloudWatch would keep them, not the screen."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "function.log"
+        stream = self.log_path.open("a", encoding="utf-8")
+        _log.unconfigure()
+        _log.configure(os.environ.get("ORCHESTRATOR_LOG_LEVEL", "INFO"), stream)
+
+        def close() -> None:
+            _log.unconfigure()
+            stream.close()
+
+        self._stops.append(close)
+
+    def _set_env(self, name: str, value: str) -> None:
+        self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def _start_store(self) -> StoreInfo:
+        if self._endpoint:
+            self._set_env("AWS_ENDPOINT_URL_DYNAMODB", self._endpoint)
+            if is_loopback(self._endpoint):
+                self._local_credentials()
+                self._ensure_table()
+            return StoreInfo("endpoint", self._endpoint, True, f"DynamoDB at {self._endpoint}")
+        from orchestrator.local import dynamodb_local
+
+        self._local_credentials()
+        if dynamodb_local.java() is not None:
+            server = dynamodb_local.DynamoDBLocal(db_path=(self.data_dir / "dynamodb").resolve())
+            server.start()
+            self._stops.append(server.stop)
+            self._set_env("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url)
+            self._ensure_table()
+            where = self.data_dir / "dynamodb"
+            return StoreInfo(
+                "dynamodb-local",
+                server.endpoint_url,
+                True,
+                f"DynamoDB Local (embedded; data in {where})",
+            )
+        from moto.server import ThreadedMotoServer
+
+        port = dynamodb_local.free_port()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        self._stops.append(moto.stop)
+        url = f"http://127.0.0.1:{port}"
+        self._set_env("AWS_ENDPOINT_URL_DYNAMODB", url)
+        self._ensure_table()
+        return StoreInfo(
+            "in-process",
+            url,
+            False,
+            "in-process DynamoDB emulator (moto; no Java found, nothing is kept)",
+        )
+
+    def _local_credentials(self) -> None:
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            for name, value in _LOCAL_CREDENTIALS.items():
+                self._set_env(name, value)
+
+    def _ensure_table(self) -> None:
+        import boto3
+
+        from state.schema import create_table
+
+        create_table(boto3.client("dynamodb", region_name=self.region), self.table_name)
+
+    def store(self) -> Any:
+        """A RunStore on the chosen table (for the operator commands)."""
+        from state.dynamodb import DynamoRunStore, bind_model
+
+        return DynamoRunStore(bind_model(self.table_name, self.region))
+
+
+@dataclass
+class RehearsalOptions:
+    """How CodePipeline behaves in the rehearsal."""
+
+    reinvoke_delay: float = 2.0
+    lambda_timeout: float = 900.0
+    duplicates: Literal["none", "sequential", "concurrent"] = "none"
+    concurrency: int = 2
+    reply_timeout: float = 1200.0
+    action_timeout: float = 86400.0
+    pipeline_execution_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Rehearsal:
+    """The outcome: `status` Succeeded/Failed, per-action results, all output variables."""
+
+    status: Literal["Succeeded", "Failed"]
+    variables: dict[str, dict[str, str]]
+    failure_type: str | None = None
+    failure_message: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+
+
+def rehearse(
+    stack: LocalStack,
+    pipeline: Pipeline,
+    options: RehearsalOptions,
+    emit: Callable[[Event], None],
+) -> Rehearsal:
+    """Run the pipeline's actions in order; Lambda invoke actions go through the emulator."""
+    assert stack.emulator is not None
+    clock = stack.clock
+    handler.use(handler.build_app(clock))
+    variables: dict[str, dict[str, str]] = {
+        "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
+    }
+    run_ids: list[str] = []
+    for action in pipeline.actions:
+        where = {"stage": action.stage, "action": action.name}
+        if not action.is_lambda_invoke:
+            emit(
+                {
+                    "event": "action_skipped",
+                    **where,
+                    "type": action.kind,
+                    "reason": "only Lambda invoke actions run locally",
+                }
+            )
+            continue
+        try:
+            configuration = resolve_variables(action.configuration, variables)
+        except PipelineError as exc:
+            emit(
+                {
+                    "event": "action_finished",
+                    **where,
+                    "status": "Failed",
+                    "failure_type": "ConfigurationError",
+                    "failure_message": str(exc),
+                }
+            )
+            return Rehearsal("Failed", variables, "ConfigurationError", str(exc), run_ids)
+        emit(
+            {
+                "event": "action_started",
+                **where,
+                "namespace": action.namespace,
+                "user_parameters": configuration.get("UserParameters", ""),
+            }
+        )
+        result = _run_one(stack, pipeline, action, configuration, options, emit)
+        run_ids.append(result.jobs[0].job_id)
+        if result.status == "Failed":
+            return Rehearsal(
+                "Failed", variables, result.failure_type, result.failure_message, run_ids
+            )
+        if action.namespace:
+            variables[action.namespace] = dict(result.output_variables)
+    return Rehearsal("Succeeded", variables, run_ids=run_ids)
+
+
+def _run_one(
+    stack: LocalStack,
+    pipeline: Pipeline,
+    action: Action,
+    configuration: dict[str, str],
+    options: RehearsalOptions,
+    emit: Callable[[Event], None],
+) -> Any:
+    assert stack.emulator is not None
+    clock = stack.clock
+    started = clock.now()
+    rounds = 0
+    where = {"stage": action.stage, "action": action.name}
+
+    def on_job(job: Any) -> None:
+        nonlocal rounds
+        rounds += 1
+        emit(_round_event(job, rounds, clock.now() - started, where))
+
+    result = run_action(
+        stack.emulator,
+        handler.lambda_handler,
+        configuration,
+        clock=clock,
+        reinvoke_delay=options.reinvoke_delay,
+        lambda_timeout=options.lambda_timeout,
+        duplicates=options.duplicates,
+        concurrency=options.concurrency,
+        reply_timeout=options.reply_timeout,
+        action_timeout=options.action_timeout,
+        on_job=on_job,
+        pipeline_name=pipeline.name,
+        stage_name=action.stage,
+        action_name=action.name,
+        pipeline_execution_id=options.pipeline_execution_id,
+        output_artifacts=[],
+        input_artifacts=[],
+    )
+    final = result.jobs[-1]
+    if final.answer is not None:
+        on_job(final)
+    emit(
+        {
+            "event": "action_finished",
+            **where,
+            "status": result.status,
+            "run_id": result.jobs[0].job_id,
+            "rounds": result.rounds,
+            "elapsed": round(result.ended_at - result.started_at, 3),
+            "outputs": result.output_variables,
+            "failure_type": result.failure_type,
+            "failure_message": result.failure_message,
+        }
+    )
+    return result
+
+
+def _round_event(job: Any, number: int, elapsed: float, where: dict[str, str]) -> Event:
+    answer = job.answer or {}
+    params = answer.get("params", {})
+    details = params.get("executionDetails") or {}
+    failure = params.get("failureDetails") or {}
+    in_progress = "continuationToken" in params
+    status = (
+        "InProgress"
+        if in_progress
+        else ("Failed" if answer.get("operation") == "PutJobFailureResult" else "Succeeded")
+    )
+    return {
+        "event": "round",
+        **where,
+        "round": number,
+        "job_id": job.job_id,
+        "status": status,
+        "summary": details.get("summary") or failure.get("message", ""),
+        "percent": details.get("percentComplete"),
+        "run_id": details.get("externalExecutionId") or failure.get("externalExecutionId"),
+        "elapsed": round(elapsed, 3),
+    }
+
+
+@contextmanager
+def scratch_data_dir() -> Iterator[Path]:
+    """A throwaway data folder (tests)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="orchestrator-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

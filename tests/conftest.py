@@ -1,0 +1,60 @@
+"""Shared fixtures: a real DynamoDB engine (DynamoDB Local) for the whole session.
+
+DynamoDB Local is started on a free port by the session, with its table created from
+template.yaml's declaration. If it cannot start, the integration tests fail (they are
+never skipped): the test command installs Java and DynamoDB Local beforehand.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from orchestrator.local.dynamodb_local import DynamoDBLocal
+from state.schema import create_table
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testingkey",  # DynamoDB Local accepts only letters and digits
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    with DynamoDBLocal() as server:
+        yield server.endpoint_url
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; no test ever talks to real AWS."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN")):
+            monkeypatch.delenv(name)
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def dynamodb(dynamodb_endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 DynamoDB client on DynamoDB Local; AWS_ENDPOINT_URL_DYNAMODB points there."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
+    return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def table_name(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh runs table, created from template.yaml, named in ORCHESTRATOR_TABLE_NAME."""
+    name = f"runs-{uuid.uuid4().hex[:12]}"
+    create_table(dynamodb, name)
+    monkeypatch.setenv("ORCHESTRATOR_TABLE_NAME", name)
+    return name

@@ -1,0 +1,124 @@
+"""The DynamoDB store against DynamoDB Local, through pynamodb's public API."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus, StepState
+from state.dynamodb import DynamoRunStore, bind_model
+from state.schema import create_table_params
+
+
+def record(run_id: str, version: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
+    state = RunState(
+        run_id=run_id, started_at=1.0, deadline=2.0, status=status, steps=[StepState(detail="x")]
+    )
+    answer = Answer(
+        kind=AnswerKind.IN_PROGRESS,
+        run_id=run_id,
+        summary=f"v{version}",
+        token=f"t{version}",
+        percent=version,
+    )
+    return RunRecord(
+        version=version,
+        nonce=f"n{version}",
+        state=state,
+        last_job_id=f"j{version}",
+        last_answer=answer,
+        created_at=1.0,
+        updated_at=float(version),
+        expires_at=99,
+    )
+
+
+def test_table_matches_the_template(dynamodb: Any, table_name: str) -> None:
+    described = dynamodb.describe_table(TableName=table_name)["Table"]
+    declared = create_table_params(table_name)
+    assert described["KeySchema"] == declared["KeySchema"]
+    assert [i["IndexName"] for i in described["GlobalSecondaryIndexes"]] == ["by-status"]
+    ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+    # The pynamodb model and the template agree on attributes, keys and the index.
+    schema = bind_model(table_name)._get_schema()  # pynamodb's only view of a model's schema
+
+    def by_name(items: Any) -> list[Any]:
+        return sorted(items, key=lambda item: item["AttributeName"])
+
+    assert by_name(schema["attribute_definitions"]) == by_name(declared["AttributeDefinitions"])
+    assert schema["key_schema"] == declared["KeySchema"]
+    (index,) = schema["global_secondary_indexes"]
+    (declared_index,) = declared["GlobalSecondaryIndexes"]
+    assert index["index_name"] == declared_index["IndexName"]
+    assert index["key_schema"] == declared_index["KeySchema"]
+    assert index["projection"] == declared_index["Projection"]
+
+
+def test_conditional_writes(table_name: str) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("r1", 1), None)
+    with pytest.raises(ConflictError):
+        store.save(record("r1", 1), None)
+    store.save(record("r1", 2), 1)
+    with pytest.raises(ConflictError):
+        store.save(record("r1", 3), 1)
+    loaded = store.load("r1")
+    assert loaded is not None and loaded.version == 2 and loaded.last_answer.summary == "v2"
+    assert store.load("missing") is None
+
+
+def test_only_one_of_many_concurrent_writers_wins(table_name: str) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("r1", 1), None)
+    barrier = threading.Barrier(10)
+    wins: list[int] = []
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            store.save(record("r1", 2).model_copy(update={"last_job_id": f"w{i}"}), 1)
+            wins.append(i)
+        except ConflictError:
+            pass
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1
+    loaded = store.load("r1")
+    assert loaded is not None and loaded.last_job_id == f"w{wins[0]}"
+
+
+def test_cancel_survives_a_concurrent_tick_write(table_name: str) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("r1", 1), None)
+    assert store.request_cancel("r1", "alice")
+    store.save(record("r1", 2), 1)  # a tick that read before the cancel
+    loaded = store.load("r1")
+    assert loaded is not None and loaded.cancel_requested_by == "alice"
+    store.save(record("r2", 1, RunStatus.SUCCEEDED), None)
+    assert not store.request_cancel("r2", "bob")
+    assert not store.request_cancel("nope", "bob")
+
+
+def test_recent_uses_the_status_index(table_name: str) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    for i in range(5):
+        store.save(record(f"r{i}", 1).model_copy(update={"updated_at": float(i)}), None)
+    store.save(record("done", 1, RunStatus.FAILED).model_copy(update={"updated_at": 10.0}), None)
+    assert [r.run_id for r in store.recent(RunStatus.RUNNING, 3)] == ["r4", "r3", "r2"]
+    assert [r.run_id for r in store.recent(None, 2)] == ["done", "r4"]
+
+
+def test_an_unreachable_table_is_store_unavailable(table_name: str) -> None:
+    store = DynamoRunStore(bind_model(table_name, host="http://127.0.0.1:9", retries=0))
+    with pytest.raises(StoreUnavailable, match="run r1: read failed"):
+        store.load("r1")
+    with pytest.raises(StoreUnavailable, match="run r1: write failed"):
+        store.save(record("r1", 1), None)
