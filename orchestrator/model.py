@@ -128,14 +128,16 @@ class RunRecord(BaseModel):
     """A run as stored: its state plus the bookkeeping that makes ticks idempotent.
 
     `version` guards conditional writes; `nonce` is the part of the current continuation
-    token that only the table knows; `last_job_id`/`last_answer` let a repeated delivery of
-    the job that last advanced the run get the very same answer again.
+    token that only the table knows (`prev_nonce`: the one this write replaced);
+    `last_job_id`/`last_answer` let a repeated delivery of the job that last advanced the
+    run get the very same answer again.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     version: int
     nonce: str | None
+    prev_nonce: str | None = None
     state: RunState
     last_job_id: str
     last_answer: Answer

@@ -1,19 +1,27 @@
 """One tick: turn one job into exactly one answer, persisting progress before reporting it.
 
-    job ──► decode token ──► idle? ───────────────────────────────► answer (same token)
+    job ──► decode token ──► idle? ──────────────────────────────► answer (same nonce)
                 │ (no token: new run)       │ due, or hints too old
                 ▼                           ▼
             load run ──► same job as last write? ──► re-send that answer
                 │
                 ▼
-            engine.advance ──► conditional write (version) ──► answer with a new token
-                                   │ lost the race
-                                   ▼
-                                re-read: our job won elsewhere ──► re-send its answer
+            engine.advance ──► nothing changed ──────────────────► answer (same nonce)
+                │
+                ▼
+            conditional write (version) ──► answer with a new nonce
+                │ lost the race
+                ▼
+            re-read: a delivery of this job won ──► re-send its answer
 
 Progress is reported only after it is persisted: when DynamoDB is down, the job gets the
-token it came with (nothing advanced), so the next job tries again. A repeated delivery
-never advances the run twice: the version check lets exactly one delivery write.
+nonce it came with (nothing advanced), so the next job tries again.
+
+Why tokens name the job they answer: two deliveries of one job J may take different paths,
+one answering without a write (idle, or DynamoDB down) and one advancing the run. If
+CodePipeline accepted the first, the next job carries a token whose nonce the advance just
+replaced. It is still valid: it was issued to J, and the run's last write was J's, made
+from exactly that nonce (`prev_nonce`). Any other old token is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import engine
 from orchestrator.definition import parse_definition
+from orchestrator.durations import format_duration
 from orchestrator.exceptions import (
     ConflictError,
     StoreUnavailable,
@@ -115,24 +124,22 @@ class Ticker:
         definition = parse_definition(job.user_parameters)
         now = self._clock.now()
         if job.continuation_token is None:
-            return self._from_store(
-                job,
-                definition,
-                Token(
-                    run_id=job.id,
-                    nonce=None,
-                    started_at=now,
-                    deadline=now + definition.timeout,
-                    due=now,
-                    checked_at=0.0,
-                    step_index=0,
-                    percent=0,
-                ),
-                time_left,
+            # A new run, named after its first job; nonce None means "not created yet".
+            token = Token(
+                run_id=job.id,
+                nonce=None,
+                job_id=job.id,
+                started_at=now,
+                deadline=now + definition.timeout,
+                due=now,
+                checked_at=0.0,
+                step_index=0,
+                percent=0,
             )
+            return self._from_store(job, definition, token, time_left)
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
-            return self._idle_answer(definition, token, now), False
+            return self._idle_answer(job, definition, token, now), False
         return self._from_store(job, definition, token, time_left)
 
     def _is_idle(self, token: Token, now: float) -> bool:
@@ -145,7 +152,7 @@ class Ticker:
         try:
             record = self._store.load(token.run_id)
         except StoreUnavailable as exc:
-            return self._store_down(definition, token, exc), False
+            return self._store_down(job, definition, token, exc), False
         if record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
@@ -159,21 +166,20 @@ class Ticker:
                 )
             state = engine.start(definition, token.run_id, token.started_at)
             state = state.model_copy(update={"deadline": token.deadline})
-        elif token.nonce is None or record.nonce != token.nonce:
-            raise UnknownTokenError(
-                f"unknown continuation token: stale or forged for run {record.run_id}"
-            )
-        elif record.state.status is not RunStatus.RUNNING:
-            raise UnknownTokenError(f"unknown continuation token: run {record.run_id} is over")
         else:
+            _check_token(token, record)
+            if record.state.status is not RunStatus.RUNNING:
+                # A sibling delivery of the previous job ended the run: this job, its
+                # successor, gets the run's outcome.
+                return record.last_answer, False
             state = record.state.model_copy(
                 update={"cancel_requested_by": record.cancel_requested_by}
             )
         budget = engine.Budget(time_left, self._config.reserve_seconds)
         new_state = engine.advance(definition, state, self._clock.now, budget, self._services)
         if record is not None and new_state == state:
-            # Read, but nothing was due: a fresh token (same nonce) records the read.
-            return self._progress(definition, new_state, record.nonce, self._clock.now()), False
+            # Read, but nothing was due: the same nonce, with the read noted in the hints.
+            return self._answer(job, definition, new_state, record.nonce), False
         return self._commit(job, definition, record, new_state, token)
 
     def _commit(
@@ -187,25 +193,25 @@ class Ticker:
         now = self._clock.now()
         running = state.status is RunStatus.RUNNING
         nonce = new_nonce() if running else None
-        answer = self._answer(definition, state, nonce, now)
+        answer = self._answer(job, definition, state, nonce)
         ttl = int(self._config.ttl_days * 86400)
         record = RunRecord(
             version=(previous.version + 1) if previous else 1,
             nonce=nonce,
+            prev_nonce=previous.nonce if previous else None,
             state=state,
             last_job_id=job.id,
             last_answer=answer,
             created_at=previous.created_at if previous else now,
             updated_at=now,
             expires_at=int((state.deadline if running else now) + ttl),
-            cancel_requested_by=previous.cancel_requested_by if previous else None,
         )
         try:
             self._store.save(record, previous.version if previous else None)
         except ConflictError:
             return self._lost_race(job, state.run_id), False
         except StoreUnavailable as exc:
-            return self._store_down(definition, token, exc), False
+            return self._store_down(job, definition, token, exc), False
         return answer, True
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
@@ -226,11 +232,8 @@ class Ticker:
     # region answers
 
     def _answer(
-        self, definition: GateDefinition, state: RunState, nonce: str | None, now: float
+        self, job: Job, definition: GateDefinition, state: RunState, nonce: str | None
     ) -> Answer:
-        if state.status is RunStatus.RUNNING:
-            assert nonce is not None
-            return self._progress(definition, state, nonce, now)
         text = engine.summary(definition, state)
         if state.status is RunStatus.SUCCEEDED:
             return Answer(
@@ -239,16 +242,15 @@ class Ticker:
                 summary=text,
                 outputs=state.outputs or {},
             )
-        assert state.failure is not None
-        return _failure(state.run_id, text, state.failure.type)
-
-    def _progress(
-        self, definition: GateDefinition, state: RunState, nonce: str | None, now: float
-    ) -> Answer:
+        if state.status is RunStatus.FAILED:
+            assert state.failure is not None
+            return _failure(state.run_id, text, state.failure.type)
+        now = self._clock.now()
         due = engine.next_due(state)
         token = Token(
             run_id=state.run_id,
             nonce=nonce,
+            job_id=job.id,
             started_at=state.started_at,
             deadline=state.deadline,
             due=due if due is not None else now,
@@ -260,13 +262,13 @@ class Ticker:
             kind=AnswerKind.IN_PROGRESS,
             run_id=state.run_id,
             token=token.encode(),
-            summary=engine.summary(definition, state),
+            summary=text,
             percent=token.percent,
         )
 
-    def _idle_answer(self, definition: GateDefinition, token: Token, now: float) -> Answer:
-        from orchestrator.durations import format_duration
-
+    def _idle_answer(
+        self, job: Job, definition: GateDefinition, token: Token, now: float
+    ) -> Answer:
         index = min(token.step_index, len(definition.steps) - 1)
         text = (
             f"step {index + 1}/{len(definition.steps)} '{definition.steps[index].name}': "
@@ -275,13 +277,15 @@ class Ticker:
         return Answer(
             kind=AnswerKind.IN_PROGRESS,
             run_id=token.run_id,
-            token=_reissue(token),
+            token=token.replace(job_id=job.id).encode(),
             summary=text,
             percent=token.percent,
         )
 
-    def _store_down(self, definition: GateDefinition, token: Token, exc: Exception) -> Answer:
-        """Report nothing new: the same token, so the next job retries what this one could not."""
+    def _store_down(
+        self, job: Job, definition: GateDefinition, token: Token, exc: Exception
+    ) -> Answer:
+        """Report nothing new: the same nonce, so the next job retries what this one could not."""
         now = self._clock.now()
         log.warning(
             "state store unavailable", extra={"run_id": token.run_id, "error": type(exc).__name__}
@@ -290,14 +294,15 @@ class Ticker:
             return _failure(
                 token.run_id,
                 f"gate timed out after "
-                f"{_fmt(definition.timeout)} while the state store was unavailable",
+                f"{format_duration(definition.timeout)} while the state store "
+                "was unavailable",
                 FailureType.JOB_FAILED,
             )
-        # The incoming token stays valid; for a run not yet created it becomes its first token.
+        # For a run not created yet, this token (nonce None) makes the next job create it.
         return Answer(
             kind=AnswerKind.IN_PROGRESS,
             run_id=token.run_id,
-            token=token.replace(checked_at=0.0).encode(),
+            token=token.replace(job_id=job.id, checked_at=0.0).encode(),
             summary="state store unavailable; will retry at the next check",
             percent=token.percent,
         )
@@ -305,14 +310,15 @@ class Ticker:
     # endregion
 
 
-def _reissue(token: Token) -> str:
-    return token.encode()
-
-
-def _fmt(seconds: float) -> str:
-    from orchestrator.durations import format_duration
-
-    return format_duration(seconds)
+def _check_token(token: Token, record: RunRecord) -> None:
+    """Raise UnknownTokenError unless the token may continue the stored run."""
+    current = token.nonce is not None and token.nonce == record.nonce
+    # Issued to the job whose other delivery made the last write, from the nonce it replaced.
+    sibling = token.job_id == record.last_job_id and token.nonce == record.prev_nonce
+    if not (current or sibling):
+        raise UnknownTokenError(
+            f"unknown continuation token: stale or forged for run {record.run_id}"
+        )
 
 
 def _failure(run_id: str, message: str, failure_type: FailureType) -> Answer:

@@ -27,12 +27,14 @@ MAX_TOKEN_CHARS = 2048
 class Token:
     """The decoded content of a continuation token.
 
+    `job_id` is the job whose answer carried the token (see tick.py for why).
     `nonce` is None for a run that could not be created yet (the state store was down on
     the first tick): the next tick creates it.
     """
 
     run_id: str
     nonce: str | None
+    job_id: str
     started_at: float
     deadline: float
     due: float
@@ -44,6 +46,7 @@ class Token:
         payload = {
             "r": self.run_id,
             "n": self.nonce,
+            "j": self.job_id,
             "s": round(self.started_at, 3),
             "x": round(self.deadline, 3),
             "d": round(self.due, 3),
@@ -68,6 +71,7 @@ class Token:
             token = cls(
                 run_id=_str(raw["r"]),
                 nonce=None if raw["n"] is None else _str(raw["n"]),
+                job_id=_str(raw["j"]),
                 started_at=float(raw["s"]),
                 deadline=float(raw["x"]),
                 due=float(raw["d"]),

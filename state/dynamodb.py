@@ -43,6 +43,7 @@ class RunItem(Model):
     created_at = NumberAttribute()
     expires_at = NumberAttribute()
     nonce = UnicodeAttribute(null=True)
+    prev_nonce = UnicodeAttribute(null=True)
     last_job_id = UnicodeAttribute()
     summary = UnicodeAttribute()
     state = UnicodeAttribute()
@@ -101,6 +102,11 @@ class DynamoRunStore:
                         model.updated_at.set(item.updated_at),
                         model.expires_at.set(item.expires_at),
                         model.nonce.set(item.nonce) if item.nonce else model.nonce.remove(),
+                        (
+                            model.prev_nonce.set(item.prev_nonce)
+                            if item.prev_nonce
+                            else model.prev_nonce.remove()
+                        ),
                         model.last_job_id.set(item.last_job_id),
                         model.summary.set(item.summary),
                         model.state.set(item.state),
@@ -162,6 +168,7 @@ def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
         created_at=record.created_at,
         expires_at=record.expires_at,
         nonce=record.nonce,
+        prev_nonce=record.prev_nonce,
         last_job_id=record.last_job_id,
         summary=record.last_answer.summary[:1000],
         state=record.state.model_dump_json(exclude={"cancel_requested_by"}),
@@ -175,6 +182,7 @@ def _to_record(item: RunItem) -> RunRecord:
     return RunRecord(
         version=int(item.version),
         nonce=item.nonce,
+        prev_nonce=item.prev_nonce,
         state=RunState.model_validate(state),
         last_job_id=item.last_job_id,
         last_answer=Answer.model_validate_json(item.answer),

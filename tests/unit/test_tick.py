@@ -75,7 +75,8 @@ def test_round_trips_per_tick() -> None:
     rig.clock.t += 30  # nothing due, token fresh: no DynamoDB at all
     idle = rig.tick(job(WAIT_GATE, token))
     assert (rig.store.reads, rig.store.writes) == (1, 1)
-    assert idle.token == token and idle.summary.startswith("step 1/2 'bake': next check in")
+    assert Token.decode(idle.token or "").nonce == Token.decode(token or "").nonce
+    assert idle.summary.startswith("step 1/2 'bake': next check in")
 
     rig.clock.t += 60  # nothing due, token stale: one read (sees cancels), no write
     checked = rig.tick(job(WAIT_GATE, token))
@@ -122,6 +123,52 @@ def test_the_same_job_delivered_concurrently_advances_once() -> None:
     assert record is not None and record.version == 2
     assert len({a.token for a in answers}) == 1  # all re-sent the winner's answer
     assert rig.reporter.accepted[duplicate.id] == answers[0]
+
+
+def test_duplicates_that_answer_differently_still_continue() -> None:
+    """One delivery answers without writing (hints stale, nothing due yet); a later delivery
+    of the same job finds the step due and advances. CodePipeline accepted the first answer,
+    so the next job carries a token whose nonce the advance replaced: it must continue."""
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    rig.clock.t += 590  # hints stale, bake not done yet
+    duplicate = job(WAIT_GATE, token)
+    accepted = rig.tick(duplicate)
+    assert rig.store.writes == 1  # read-only answer
+    rig.clock.t += 15  # the second delivery comes later: bake is done now
+    refused = rig.tick(duplicate)
+    assert rig.store.writes == 2 and refused.token != accepted.token
+    assert rig.reporter.accepted[duplicate.id] == accepted
+    rig.clock.t += 300
+    nxt = rig.tick(job(WAIT_GATE, accepted.token))
+    assert nxt.kind is AnswerKind.SUCCEEDED, nxt.summary
+    # The run advanced once per due step, never once per delivery.
+    record = rig.store.load(nxt.run_id)
+    assert record is not None and record.version == 3
+
+
+def test_the_successor_of_a_job_whose_sibling_ended_the_run_gets_the_outcome() -> None:
+    rig = Rig()
+    gate = {"steps": [{"name": "w", "wait": "1m"}], "outputs": {"Run": "run.id"}}
+    token = rig.tick(job(gate)).token
+    rig.clock.t += 59
+    duplicate = job(gate, token)
+    accepted = rig.tick(duplicate)  # idle: not due yet, no read
+    rig.clock.t += 2
+    rig.tick(duplicate)  # due now: the sibling delivery ends the run (its answer is refused)
+    final = rig.tick(job(gate, accepted.token))
+    assert final.kind is AnswerKind.SUCCEEDED and final.outputs == {"Run": final.run_id}
+
+
+def test_an_old_token_is_refused_once_the_run_moved_on() -> None:
+    rig = Rig()
+    first = rig.tick(job(WAIT_GATE)).token
+    rig.clock.t += 600
+    second = rig.tick(job(WAIT_GATE, first)).token
+    rig.clock.t += 10
+    rig.tick(job(WAIT_GATE, second))  # read-only
+    late = rig.tick(job(WAIT_GATE, first))  # a late duplicate of the second job
+    assert late.kind is AnswerKind.FAILED and "stale or forged" in late.summary
 
 
 def test_first_job_delivered_twice_creates_one_run() -> None:

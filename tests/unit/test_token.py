@@ -10,6 +10,7 @@ def make(**changes: object) -> Token:
     token = Token(
         run_id="11111111-abcd-1111-abcd-111111abcdef",
         nonce=new_nonce(),
+        job_id="22222222-abcd-1111-abcd-111111abcdef",
         started_at=1.5,
         deadline=86000.25,
         due=60.0,
