@@ -63,3 +63,5 @@ def unconfigure() -> None:
     for handler in [h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)]:
         logger.removeHandler(handler)
         handler.close()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

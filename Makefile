@@ -1,0 +1,46 @@
+# Every target runs inside .venv (created by `make setup`).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck check bench
+
+setup: $(BIN)/orchestrator
+	@bash scripts/bootstrap.sh
+	@$(BIN)/python -c "from orchestrator.local.dynamodb_local import install; install()"
+
+$(BIN)/orchestrator: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# The README's first command: a stub change-management API on :8765, and a gate that bakes
+# for 10 minutes and then waits for change 42's approval, rehearsed 60 times faster.
+demo: setup
+	@$(BIN)/python examples/itsm_stub.py --port 8765 & stub=$$!; \
+	trap 'kill $$stub' EXIT; sleep 0.5; \
+	$(BIN)/orchestrator run examples/change-gate.json --speed 60
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/python -m pytest
+
+check: lint typecheck test
+
+# The Lambda package, as `sam build` makes it (template.yaml: BuildMethod makefile). sam runs
+# `build-OrchestratorFunction` with ARTIFACTS_DIR set; `build` makes the same package without
+# sam into build/lambda/ and build/orchestrator-lambda.zip and prints its sizes. Both need
+# only python3 with pip (the runtime dependencies are downloaded as python3.13 arm64 wheels).
+.PHONY: build build-OrchestratorFunction
+build:
+	$(PY) scripts/build_lambda.py
+
+build-OrchestratorFunction:
+	$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip

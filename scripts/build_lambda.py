@@ -1,0 +1,254 @@
+"""Build the orchestrator's Lambda package: what `sam build` makes, without sam or docker.
+
+template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam build` runs
+`make build-OrchestratorFunction` with ARTIFACTS_DIR set, which runs this script. The package:
+
+- `orchestrator/` and `state/` only: no tests, no caches, and not what the handler never
+  imports: `orchestrator/local` (the local runner and emulator) and the CLI;
+- `template.yaml` as `state/template.yaml` (where state/schema.py looks when installed);
+- the runtime dependencies of pyproject.toml's `[project].dependencies` (no `cli`/`dev`
+  extras), as wheels for the Lambda platform: CPython 3.13 on manylinux2014 aarch64.
+  boto3 is shipped although the runtime has one: the package then runs the botocore the
+  tests ran, not whichever the runtime carries that month.
+
+    python scripts/build_lambda.py                 # build/lambda/ + build/orchestrator-lambda.zip
+    python scripts/build_lambda.py --update-docs   # ...and write the sizes into docs/DEPLOY.md
+    python scripts/build_lambda.py --artifacts-dir DIR --no-zip    # what sam's make target runs
+
+Only the standard library and pip are needed: sam runs this with whatever python3 it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path, PurePosixPath
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("orchestrator", "state")
+EXCLUDED = (
+    PurePosixPath("orchestrator/local"),  # local runner and CodePipeline emulator
+    PurePosixPath("orchestrator/cli.py"),  # the CLI needs the `cli` extra (typer, rich)
+    PurePosixPath("orchestrator/cli"),
+    PurePosixPath("orchestrator/__main__.py"),  # `python -m orchestrator` is the CLI
+)
+"""Source paths (files or folders, from the repository root) the handler never imports."""
+EXCLUDED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+TEMPLATE = "template.yaml"
+TEMPLATE_DEST = PurePosixPath("state/template.yaml")
+
+PLATFORM = "manylinux2014_aarch64"
+IMPLEMENTATION = "cp"
+PYTHON_VERSION = "3.13"
+
+DEFAULT_ARTIFACTS = ROOT / "build" / "lambda"
+DEFAULT_ZIP = ROOT / "build" / "orchestrator-lambda.zip"
+DOCS = ROOT / "docs" / "DEPLOY.md"
+SIZE_MARKER = "<!-- package-size -->"
+ZIP_LIMIT = 50 * 1024 * 1024  # direct upload; sam deploy goes through S3
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code plus layers, unzipped
+
+
+def runtime_dependencies(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """pyproject.toml's `[project].dependencies`, the requirements the function runs with."""
+    with pyproject.open("rb") as handle:
+        data = tomllib.load(handle)
+    dependencies = data["project"]["dependencies"]
+    assert isinstance(dependencies, list)
+    return [str(item) for item in dependencies]
+
+
+def _excluded(relative: PurePosixPath) -> bool:
+    if any(part in EXCLUDED_NAMES for part in relative.parts):
+        return True
+    if relative.suffix in EXCLUDED_SUFFIXES:
+        return True
+    return any(relative == folder or folder in relative.parents for folder in EXCLUDED)
+
+
+def source_files(root: Path = ROOT) -> list[tuple[Path, PurePosixPath]]:
+    """Every file the package takes from the source tree: (source, path inside the package)."""
+    selected: list[tuple[Path, PurePosixPath]] = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            relative = PurePosixPath(path.relative_to(root).as_posix())
+            if path.is_file() and not _excluded(relative):
+                selected.append((path, relative))
+    selected.append((root / TEMPLATE, TEMPLATE_DEST))
+    return selected
+
+
+def pip_command(target: Path, requirements: list[str], constraint: Path | None = None) -> list[str]:
+    """pip installing `requirements` into `target` as wheels for the Lambda runtime."""
+    command = [
+        sys.executable, "-m", "pip", "install",
+        "--quiet", "--disable-pip-version-check", "--no-warn-conflicts", "--no-compile",
+        "--platform", PLATFORM,
+        "--implementation", IMPLEMENTATION,
+        "--python-version", PYTHON_VERSION,
+        "--only-binary=:all:",
+        "--target", str(target),
+    ]  # fmt: skip
+    if constraint is not None:
+        command += ["--constraint", str(constraint)]
+    return [*command, *requirements]
+
+
+def _safe_to_clear(folder: Path) -> bool:
+    """Refuse to empty a folder that looks like a source tree, or holds the repository."""
+    resolved = folder.resolve()
+    if resolved == ROOT or resolved in ROOT.parents or resolved == Path.home().resolve():
+        return False
+    return not any((resolved / name).exists() for name in ("pyproject.toml", ".git"))
+
+
+def prepare(folder: Path) -> None:
+    """An empty artifacts folder (sam hands over an empty one; ours is rebuilt)."""
+    if folder.exists():
+        if not _safe_to_clear(folder):
+            raise SystemExit(f"refusing to empty {folder}: it looks like a source tree")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def copy_sources(artifacts: Path, root: Path = ROOT) -> int:
+    """Copy the selected files into `artifacts`; return how many."""
+    files = source_files(root)
+    for source, relative in files:
+        destination = artifacts.joinpath(*relative.parts)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+    return len(files)
+
+
+def prune(artifacts: Path) -> None:
+    """Drop what pip leaves that the function never uses: caches and console scripts."""
+    for cache in sorted(artifacts.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(artifacts / "bin", ignore_errors=True)
+
+
+def installed_distributions(artifacts: Path) -> list[str]:
+    """`name version` of every distribution pip installed, from the .dist-info folders."""
+    found = []
+    for info in sorted(artifacts.glob("*.dist-info")):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        found.append(f"{name} {version}")
+    return found
+
+
+def tree_size(folder: Path) -> tuple[int, int]:
+    """(files, bytes) under `folder`."""
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return len(files), sum(path.stat().st_size for path in files)
+
+
+def make_zip(artifacts: Path, zip_path: Path) -> int:
+    """A reproducible zip of `artifacts` (sorted, fixed timestamps, 0644/0755); its size."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(artifacts).as_posix(), (1980, 1, 1, 0, 0, 0))
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+    return zip_path.stat().st_size
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def size_line(zipped: int, unzipped: int, files: int, today: datetime.date) -> str:
+    """The docs line: marker first, so the next build finds and replaces it."""
+    return (
+        f"{SIZE_MARKER} Package size (python{PYTHON_VERSION} arm64, built {today.isoformat()} "
+        f"by `python scripts/build_lambda.py`): **{_mib(zipped)} zipped, {_mib(unzipped)} "
+        f"unzipped**, {files} files (Lambda's limits: 50 MiB zipped for a direct upload, "
+        f"250 MiB unzipped)."
+    )
+
+
+def update_docs(text: str, line: str) -> str:
+    """Replace the one line that starts with the marker."""
+    lines = text.splitlines(keepends=True)
+    marked = [i for i, existing in enumerate(lines) if existing.startswith(SIZE_MARKER)]
+    if len(marked) != 1:
+        raise ValueError(
+            f"expected exactly one line starting with {SIZE_MARKER}, found {len(marked)}"
+        )
+    index = marked[0]
+    ending = "\n" if lines[index].endswith("\n") else ""
+    lines[index] = line + ending
+    return "".join(lines)
+
+
+def build(
+    artifacts: Path, zip_path: Path | None, constraint: Path | None, docs: Path | None
+) -> None:
+    prepare(artifacts)
+    copied = copy_sources(artifacts)
+    print(f"copied {copied} files from {', '.join(PACKAGES)} and {TEMPLATE}")
+    requirements = runtime_dependencies()
+    print(f"installing {' '.join(requirements)} for cp{PYTHON_VERSION} {PLATFORM}")
+    subprocess.run(pip_command(artifacts, requirements, constraint), check=True)
+    prune(artifacts)
+    print("installed: " + ", ".join(installed_distributions(artifacts)))
+    files, unzipped = tree_size(artifacts)
+    print(f"unzipped: {_mib(unzipped)} ({unzipped} bytes, {files} files) in {artifacts}")
+    if unzipped > UNZIPPED_LIMIT:
+        raise SystemExit(f"the package exceeds Lambda's {_mib(UNZIPPED_LIMIT)} unzipped limit")
+    if zip_path is None:
+        return
+    zipped = make_zip(artifacts, zip_path)
+    print(f"zipped: {_mib(zipped)} ({zipped} bytes) in {zip_path}")
+    if zipped > ZIP_LIMIT:
+        print(f"note: over {_mib(ZIP_LIMIT)}, so upload through S3 (sam deploy does)")
+    if docs is not None:
+        docs.write_text(
+            update_docs(docs.read_text(), size_line(zipped, unzipped, files, datetime.date.today()))
+        )
+        print(f"wrote the sizes into {docs}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--artifacts-dir",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="folder to build the package in (emptied first)",
+    )
+    parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP, help="zip file to write")
+    parser.add_argument("--no-zip", action="store_true", help="build the folder only (sam)")
+    parser.add_argument(
+        "--constraint",
+        type=Path,
+        default=None,
+        help="pip constraints file pinning the dependencies' versions",
+    )
+    parser.add_argument(
+        "--update-docs", action="store_true", help=f"write the sizes into {DOCS.relative_to(ROOT)}"
+    )
+    args = parser.parse_args(argv)
+    if args.no_zip and args.update_docs:
+        parser.error("--update-docs needs the zip")
+    build(
+        args.artifacts_dir,
+        None if args.no_zip else args.zip,
+        args.constraint,
+        DOCS if args.update_docs else None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
