@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from orchestrator.durations import format_duration
 from orchestrator.model import Failure, FailureType, RunState, RunStatus, StepState
-from orchestrator.steps import Failed, Pending, StepContext
+from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
+from orchestrator.templating import TemplateError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,12 +94,26 @@ def advance(
             return run
         if budget.time_left() < budget.reserve:
             return run
-        ctx = StepContext(run.run_id, at, run_context(definition, run), budget.time_left, services)
-        try:
-            outcome = step.poll(step_state, ctx)
-        except Exception as exc:  # a step's bug must still end in an answer
-            outcome = Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}")
+        context = run_context(definition, run)
+        ctx = StepContext(
+            run.run_id, at, context, budget.time_left, services, run.decisions.get(step.name, {})
+        )
+        outcome = _poll(step, step_state, ctx)
         step_state.polls += 1
+        if isinstance(outcome, Failed) and outcome.retryable and step.retry is not None:
+            failures = int(step_state.memo.get("failures", 0)) + 1
+            step_state.memo["failures"] = failures
+            if failures < step.retry.attempts:
+                delay = step.retry.delay(failures)
+                outcome = Pending(
+                    f"{outcome.message}; retry {failures}/"
+                    f"{step.retry.attempts - 1} in {format_duration(delay)}",
+                    next_check=at + delay,
+                )
+            else:
+                outcome = Failed(
+                    f"{outcome.message} (gave up after {failures} attempts)", outcome.failure_type
+                )
         if isinstance(outcome, Pending):
             step_state.detail, step_state.eta = outcome.detail, outcome.eta
             wanted = outcome.next_check if outcome.next_check is not None else at + step.interval
@@ -109,6 +126,26 @@ def advance(
         step_state.detail, step_state.eta = "done", None
         run.step_index += 1
     return _finish(definition, run, now())
+
+
+def _poll(step: Step, step_state: StepState, ctx: StepContext) -> Outcome:
+    """Poll once; templating errors and a step's own exceptions become failures naming it."""
+    try:
+        rendered = step.rendered(ctx.run)
+    except (TemplateError, ValidationError) as exc:
+        return Failed(f"step '{step.name}': {_first_line(exc)}")
+    try:
+        return rendered.poll(step_state, ctx)
+    except Exception as exc:  # a step's bug must still end in an answer
+        return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}", retryable=True)
+
+
+def _first_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{where}: {error['msg']}" if where else error["msg"]
+    return str(exc).splitlines()[0]
 
 
 def next_due(run: RunState) -> float | None:
@@ -158,7 +195,7 @@ def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
         if state.finished_at is not None
     }
     started = datetime.fromtimestamp(run.started_at, UTC).isoformat().replace("+00:00", "Z")
-    return {"steps": steps, "run": {"id": run.run_id, "started_at": started}}
+    return {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
 
 
 def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
@@ -179,6 +216,13 @@ def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
         )
     run.status, run.outputs, run.ended_at = RunStatus.SUCCEEDED, outputs, at
     return run
+
+
+def fail(
+    run: RunState, at: float, message: str, failure_type: FailureType = FailureType.JOB_FAILED
+) -> RunState:
+    """The run, failed (a copy)."""
+    return _fail(run.model_copy(deep=True), at, message, failure_type)
 
 
 def _fail(

@@ -71,7 +71,12 @@ class RunState(BaseModel):
     outputs: dict[str, str] | None = None
     failure: Failure | None = None
     ended_at: float | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""
+    # Signals written outside the tick (not part of the stored state document):
     cancel_requested_by: str | None = None
+    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per step name, per principal: {"decision", "comment", "at"} (approvals)."""
 
 
 class AnswerKind(enum.Enum):
@@ -145,6 +150,7 @@ class RunRecord(BaseModel):
     updated_at: float
     expires_at: int
     cancel_requested_by: str | None = None
+    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def run_id(self) -> str:

@@ -7,10 +7,12 @@ Production implementations: `state.dynamodb.DynamoRunStore` and
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary
+    from orchestrator.definition import GateDefinition
+    from orchestrator.event import Job
+    from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
 
 
 class RunStore(Protocol):
@@ -31,9 +33,44 @@ class RunStore(Protocol):
         """Mark a running run for cancellation; False if it is unknown or already over."""
         ...
 
+    def record_decision(
+        self, run_id: str, step: str, principal: str, decision: dict[str, Any]
+    ) -> bool:
+        """Record one principal's decision on a step of a running run, at most once.
+
+        False if the run is unknown or over, or this principal already decided this step.
+        """
+        ...
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         """Most recently updated runs, newest first, optionally in one status (no scans)."""
         ...
+
+
+class JobContext(Protocol):
+    """Adds run-context documents that come from the job, not from steps (once per run)."""
+
+    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
+        """Documents to add to `state.context` (e.g. "pipeline", "artifacts"); {} if none.
+
+        Called before each advance; return only what is missing. Raises TerminalError when
+        the job cannot go on (e.g. an artifact is missing), TransientError to retry later.
+        """
+        ...
+
+    def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
+        """Called once a run succeeded, before the final answer (e.g. output artifacts)."""
+        ...
+
+
+class NoJobContext:
+    """The JobContext that adds nothing."""
+
+    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
+        return {}
+
+    def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
+        return None
 
 
 class Delivery(enum.Enum):

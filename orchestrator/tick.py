@@ -38,6 +38,7 @@ from orchestrator.exceptions import (
     ConflictError,
     StoreUnavailable,
     TerminalError,
+    TransientError,
     UnknownTokenError,
 )
 from orchestrator.model import (
@@ -48,6 +49,7 @@ from orchestrator.model import (
     RunState,
     RunStatus,
 )
+from orchestrator.ports import NoJobContext
 from orchestrator.token import Token, new_nonce
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from orchestrator.clock import Clock
     from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
-    from orchestrator.ports import Delivery, Reporter, RunStore
+    from orchestrator.ports import Delivery, JobContext, Reporter, RunStore
 
 log = logging.getLogger("orchestrator")
 
@@ -92,12 +94,14 @@ class Ticker:
         clock: Clock,
         config: TickConfig | None = None,
         services: Any = None,
+        job_context: JobContext | None = None,
     ) -> None:
         self._store = store
         self._reporter = reporter
         self._clock = clock
         self._config = config or TickConfig()
         self._services = services
+        self._job_context: JobContext = job_context or NoJobContext()
 
     def handle(self, job: Job, time_left: Callable[[], float]) -> Outcome:
         """Decide the job's answer and send it. Raises ReporterUnavailable if it cannot."""
@@ -173,10 +177,28 @@ class Ticker:
                 # successor, gets the run's outcome.
                 return record.last_answer, False
             state = record.state.model_copy(
-                update={"cancel_requested_by": record.cancel_requested_by}
+                update={
+                    "cancel_requested_by": record.cancel_requested_by,
+                    "decisions": record.decisions,
+                }
             )
+        try:
+            gathered = self._job_context.gather(job, definition, state)
+        except TransientError as exc:
+            return self._store_down(job, definition, token, exc), False
+        if gathered:
+            state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
         new_state = engine.advance(definition, state, self._clock.now, budget, self._services)
+        if new_state.status is RunStatus.SUCCEEDED:
+            try:
+                self._job_context.finish(job, definition, new_state)
+            except TransientError as exc:
+                return self._store_down(job, definition, token, exc), False
+            except TerminalError as exc:
+                new_state = engine.fail(
+                    new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
+                )
         if record is not None and new_state == state:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             return self._answer(job, definition, new_state, record.nonce), False
@@ -205,6 +227,8 @@ class Ticker:
             created_at=previous.created_at if previous else now,
             updated_at=now,
             expires_at=int((state.deadline if running else now) + ttl),
+            cancel_requested_by=previous.cancel_requested_by if previous else None,
+            decisions=previous.decisions if previous else {},
         )
         try:
             self._store.save(record, previous.version if previous else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
@@ -49,6 +49,9 @@ class RunItem(Model):
     state = UnicodeAttribute()
     answer = UnicodeAttribute()
     cancel_requested_by = UnicodeAttribute(null=True)
+    # "<step>|<principal>" -> JSON {"decision", "comment", "at"}; written by approvers,
+    # never by the tick (whose updates do not touch it).
+    decisions: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
 
     by_status = _ByStatus()
 
@@ -132,6 +135,24 @@ class DynamoRunStore:
             raise StoreUnavailable(f"run {run_id}: cancel failed ({_code(exc)})") from exc
         return True
 
+    def record_decision(
+        self, run_id: str, step: str, principal: str, decision: dict[str, Any]
+    ) -> bool:
+        model = self._model
+        slot = model.decisions[f"{step}|{principal}"]
+        try:
+            model(run_id).update(
+                actions=[slot.set(json.dumps(decision))],
+                condition=model.run_id.exists()
+                & (model.status == RunStatus.RUNNING.value)
+                & slot.does_not_exist(),
+            )
+        except PynamoDBException as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return False
+            raise StoreUnavailable(f"run {run_id}: decision failed ({_code(exc)})") from exc
+        return True
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         statuses = [status] if status else list(RunStatus)
         found: list[RunSummary] = []
@@ -171,7 +192,8 @@ def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
         prev_nonce=record.prev_nonce,
         last_job_id=record.last_job_id,
         summary=record.last_answer.summary[:1000],
-        state=record.state.model_dump_json(exclude={"cancel_requested_by"}),
+        state=record.state.model_dump_json(exclude={"cancel_requested_by", "decisions"}),
+        decisions={},
         answer=record.last_answer.model_dump_json(),
         cancel_requested_by=record.cancel_requested_by,
     )
@@ -190,4 +212,14 @@ def _to_record(item: RunItem) -> RunRecord:
         updated_at=float(item.updated_at),
         expires_at=int(item.expires_at),
         cancel_requested_by=item.cancel_requested_by,
+        decisions=_decisions(item),
     )
+
+
+def _decisions(item: RunItem) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    raw = item.decisions.as_dict() if item.decisions is not None else {}  # type: ignore[no-untyped-call]
+    for key, value in raw.items():
+        step, _, principal = str(key).partition("|")
+        nested.setdefault(step, {})[principal] = json.loads(value)
+    return nested

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
 from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary
@@ -21,6 +22,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.items: dict[str, str] = {}
         self.cancels: dict[str, str] = {}
+        self.decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self.reads = 0
         self.writes = 0
         self.down = False
@@ -35,7 +37,12 @@ class MemoryStore:
             if raw is None:
                 return None
             record = RunRecord.model_validate_json(raw)
-            return record.model_copy(update={"cancel_requested_by": self.cancels.get(run_id)})
+            return record.model_copy(
+                update={
+                    "cancel_requested_by": self.cancels.get(run_id),
+                    "decisions": self.decisions.get(run_id, {}),
+                }
+            )
 
     def save(self, record: RunRecord, expected_version: int | None) -> None:
         with self._lock:
@@ -46,7 +53,13 @@ class MemoryStore:
             stored = None if current is None else RunRecord.model_validate_json(current).version
             if stored != expected_version:
                 raise ConflictError(record.run_id)
-            self.items[record.run_id] = record.model_dump_json(exclude={"cancel_requested_by"})
+            self.items[record.run_id] = record.model_dump_json(
+                exclude={
+                    "cancel_requested_by": True,
+                    "decisions": True,
+                    "state": {"cancel_requested_by", "decisions"},
+                }
+            )
 
     def request_cancel(self, run_id: str, who: str) -> bool:
         with self._lock:
@@ -56,6 +69,21 @@ class MemoryStore:
             ):
                 return False
             self.cancels[run_id] = who
+            return True
+
+    def record_decision(
+        self, run_id: str, step: str, principal: str, decision: dict[str, Any]
+    ) -> bool:
+        with self._lock:
+            raw = self.items.get(run_id)
+            if raw is None or RunRecord.model_validate_json(raw).state.status is not (
+                RunStatus.RUNNING
+            ):
+                return False
+            slot = self.decisions.setdefault(run_id, {}).setdefault(step, {})
+            if principal in slot:
+                return False
+            slot[principal] = decision
             return True
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:

@@ -12,6 +12,7 @@ from orchestrator.steps._base import (
     Failed,
     Outcome,
     Pending,
+    Retry,
     Step,
     StepContext,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Failed",
     "Outcome",
     "Pending",
+    "Retry",
     # the interface of a kind
     "Step",
     "StepContext",

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from orchestrator import templating
 from orchestrator.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -91,10 +92,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """The step failed the gate."""
+    """The step failed. `retryable` failures are retried when the step has a `retry`."""
 
     message: str
     failure_type: FailureType | None = None
+    retryable: bool = False
 
 
 Outcome = Pending | Done | Failed
@@ -113,6 +115,20 @@ class StepContext:
     run: Mapping[str, Any]
     time_left: Callable[[], float]
     services: Any = field(default=None)
+    decisions: Mapping[str, Any] = field(default_factory=dict)
+    """Decisions recorded for this step from outside the tick (approvals), by principal."""
+
+
+class Retry(BaseModel):
+    """Retry errors worth retrying: `attempts` in all, waiting `backoff`, doubling each time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff: Duration = 10.0
+
+    def delay(self, failures: int) -> float:
+        return float(self.backoff * 2 ** max(0, failures - 1))
 
 
 class Step(BaseModel):
@@ -126,6 +142,22 @@ class Step(BaseModel):
     name: Annotated[str, AfterValidator(_step_name)]
     every: Duration | None = None
     timeout: Duration | None = None
+    retry: Retry | None = None
+
+    @model_validator(mode="after")
+    def _templates_compile(self) -> Step:
+        try:
+            templating.check(self.model_dump(mode="json", exclude={"name"}))
+        except templating.TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def rendered(self, context: Mapping[str, Any]) -> Step:
+        """This step with every `${...}` substituted from the run context."""
+        raw = self.model_dump(mode="json", exclude_unset=True)
+        if not templating.expressions(raw):
+            return self
+        return type(self).model_validate(templating.render(raw, context))
 
     @property
     def interval(self) -> float:

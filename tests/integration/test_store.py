@@ -122,3 +122,22 @@ def test_an_unreachable_table_is_store_unavailable(table_name: str) -> None:
         store.load("r1")
     with pytest.raises(StoreUnavailable, match="run r1: write failed"):
         store.save(record("r1", 1), None)
+
+
+def test_decisions_are_recorded_once_per_principal_and_survive_tick_writes(
+    table_name: str,
+) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("r1", 1), None)
+    alice = "arn:aws:sts::123456789012:assumed-role/Release/alice@example.com"
+    decision = {"decision": "approve", "comment": "ok.", "at": 5.0}
+    assert store.record_decision("r1", "approve", alice, decision)
+    assert not store.record_decision("r1", "approve", alice, {**decision, "decision": "reject"})
+    assert store.record_decision("r1", "other", alice, decision)
+    store.save(record("r1", 2), 1)  # a tick write after the decisions
+    loaded = store.load("r1")
+    assert loaded is not None
+    assert loaded.decisions == {"approve": {alice: decision}, "other": {alice: decision}}
+    store.save(record("done", 1, RunStatus.SUCCEEDED), None)
+    assert not store.record_decision("done", "approve", alice, decision)
+    assert not store.record_decision("missing", "approve", alice, decision)
