@@ -50,6 +50,7 @@ def build_app(clock: Clock | None = None) -> App:
     `clock` is for rehearsals (the local runner's virtual clock); Lambda uses the real one.
     """
     from orchestrator.clock import SystemClock
+    from orchestrator.job_context import CompositeJobContext
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
     from orchestrator.services import Services
     from orchestrator.settings import Settings
@@ -65,9 +66,13 @@ def build_app(clock: Clock | None = None) -> App:
         ttl_days=settings.ttl_days,
         reserve_seconds=settings.reserve_seconds,
     )
-    ticker = Ticker(
-        store, reporter, clock or SystemClock(), config, Services(region=settings.region)
+    services = Services(region=settings.region)
+    job_context = CompositeJobContext(
+        [
+            # one part per source of run context; each reads only what the definition uses
+        ]
     )
+    ticker = Ticker(store, reporter, clock or SystemClock(), config, services, job_context)
     return App(ticker, reporter, settings.safety_margin_seconds)
 
 

@@ -34,6 +34,23 @@ def dynamodb_endpoint() -> Iterator[str]:
         yield server.endpoint_url
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server (S3, KMS, SNS, CloudWatch, Step Functions, Lambda, Secrets Manager, STS)
+    on a free port; tests point AWS_ENDPOINT_URL_<SERVICE> (or clients) at it."""
+    from moto.server import ThreadedMotoServer
+
+    from orchestrator.local.dynamodb_local import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region; no test ever talks to real AWS."""
