@@ -9,14 +9,17 @@ invocation raise, so that Lambda's asynchronous retry delivers the job again.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from orchestrator import _log
 from orchestrator.event import Job, job_id_of
 from orchestrator.exceptions import ReporterUnavailable
+from orchestrator.metrics import Metrics
 from orchestrator.model import Answer, AnswerKind, FailureType
-from orchestrator.tick import Outcome, Ticker, monotonic_deadline
+from orchestrator.tick import Outcome, Progress, Ticker, monotonic_deadline
 
 if TYPE_CHECKING:
     from orchestrator.clock import Clock
@@ -39,15 +42,17 @@ class App:
     ticker: Ticker
     reporter: Any
     safety_margin: float
+    metrics: Metrics
 
 
 _app: App | None = None
 
 
-def build_app(clock: Clock | None = None) -> App:
+def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     """Read settings and build the ticker with its production adapters.
 
-    `clock` is for rehearsals (the local runner's virtual clock); Lambda uses the real one.
+    `clock` and `output` (where JSON logs and metrics go) are for the local runner;
+    Lambda uses the real clock and stdout.
     """
     from orchestrator.clock import SystemClock
     from orchestrator.job_context import CompositeJobContext
@@ -58,7 +63,7 @@ def build_app(clock: Clock | None = None) -> App:
     from state.dynamodb import DynamoRunStore, bind_model
 
     settings = Settings()  # fields come from the environment
-    _log.configure(settings.log_level)
+    _log.configure(settings.log_level, output)
     reporter = CodePipelineReporter(codepipeline_client(settings.region))
     store = DynamoRunStore(bind_model(settings.table_name, settings.region))
     config = TickConfig(
@@ -73,7 +78,8 @@ def build_app(clock: Clock | None = None) -> App:
         ]
     )
     ticker = Ticker(store, reporter, clock or SystemClock(), config, services, job_context)
-    return App(ticker, reporter, settings.safety_margin_seconds)
+    metrics = Metrics(settings.metrics_namespace, output or sys.stdout)
+    return App(ticker, reporter, settings.safety_margin_seconds, metrics)
 
 
 def use(app: App | None) -> None:
@@ -90,6 +96,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         log.error("not a CodePipeline job event; nothing to answer")
         return {"answered": False}
     bound = _log.bind(job_id=job_id, request_id=str(getattr(context, "aws_request_id", "")))
+    started = time.monotonic()
     try:
         if _app is None:
             _app = build_app()
@@ -101,6 +108,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         except ValueError as exc:
             return _answer_directly(_app, job_id, str(exc), FailureType.JOB_FAILED)
         outcome: Outcome = _app.ticker.handle(job, time_left)
+        _count(_app, started, outcome.answer, outcome.progress is Progress.DEFERRED)
         return {
             "answered": True,
             "answer": outcome.answer.kind.value,
@@ -108,6 +116,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         }
     except ReporterUnavailable:
         log.exception("could not answer the job; Lambda will deliver it again")
+        if _app is not None:
+            _app.metrics.emit({"Ticks": 1, "AnswersNotSent": 1})
         raise
     except Exception as exc:
         log.exception("internal error")
@@ -125,4 +135,20 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 def _answer_directly(app: App, job_id: str, message: str, kind: FailureType) -> dict[str, Any]:
     answer = Answer(kind=AnswerKind.FAILED, run_id=job_id, summary=message, failure_type=kind)
     delivery = app.reporter.report(job_id, answer)
+    _count(app, None, answer, deferred=False)
     return {"answered": True, "answer": answer.kind.value, "delivery": delivery.value}
+
+
+def _count(app: App, started: float | None, answer: Answer, deferred: bool) -> None:
+    values: dict[str, float] = {
+        "Ticks": 1,
+        "GatesSucceeded": int(answer.kind is AnswerKind.SUCCEEDED),
+        "GatesFailed": int(answer.kind is AnswerKind.FAILED),
+        "StoreUnavailable": int(deferred),
+    }
+    if started is not None:
+        values["TickMilliseconds"] = round((time.monotonic() - started) * 1000, 3)
+    properties = {"RunId": answer.run_id}
+    if answer.failure_type is not None:
+        properties["FailureType"] = answer.failure_type.value
+    app.metrics.emit(values, properties)

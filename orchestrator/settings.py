@@ -30,3 +30,6 @@ class Settings(BaseSettings):
         default=5, ge=0, description="Seconds kept back for the final write and report."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    metrics_namespace: str = Field(
+        default="Orchestrator", description="CloudWatch namespace of the EMF metrics."
+    )

@@ -26,6 +26,7 @@ from exactly that nonce (`prev_nonce`). Any other old token is refused.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -75,13 +76,21 @@ class TickConfig:
     """Real seconds kept back for the write and the report at the end of an invocation."""
 
 
+class Progress(enum.Enum):
+    """What a tick did to the run."""
+
+    ADVANCED = "advanced"  # persisted a new state
+    UNCHANGED = "unchanged"  # nothing due, or a repeated delivery
+    DEFERRED = "deferred"  # a transient fault: nothing persisted, the next job retries
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What a tick did: the answer sent and how CodePipeline took it."""
+    """What a tick did: the answer sent, how CodePipeline took it, what became of the run."""
 
     answer: Answer
     delivery: Delivery
-    advanced: bool
+    progress: Progress
 
 
 class Ticker:
@@ -105,9 +114,9 @@ class Ticker:
 
     def handle(self, job: Job, time_left: Callable[[], float]) -> Outcome:
         """Decide the job's answer and send it. Raises ReporterUnavailable if it cannot."""
-        advanced = False
+        progress = Progress.UNCHANGED
         try:
-            answer, advanced = self._decide(job, time_left)
+            answer, progress = self._decide(job, time_left)
         except TerminalError as exc:
             answer = _failure(_run_id_hint(job), str(exc), FailureType(exc.failure_type))
         delivery = self._reporter.report(job.id, answer)
@@ -117,14 +126,14 @@ class Ticker:
                 "run_id": answer.run_id,
                 "answer": answer.kind.value,
                 "delivery": delivery.value,
-                "advanced": advanced,
+                "progress": progress.value,
             },
         )
-        return Outcome(answer, delivery, advanced)
+        return Outcome(answer, delivery, progress)
 
     # region deciding
 
-    def _decide(self, job: Job, time_left: Callable[[], float]) -> tuple[Answer, bool]:
+    def _decide(self, job: Job, time_left: Callable[[], float]) -> tuple[Answer, Progress]:
         definition = parse_definition(job.user_parameters)
         now = self._clock.now()
         if job.continuation_token is None:
@@ -143,7 +152,7 @@ class Ticker:
             return self._from_store(job, definition, token, time_left)
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
-            return self._idle_answer(job, definition, token, now), False
+            return self._idle_answer(job, definition, token, now), Progress.UNCHANGED
         return self._from_store(job, definition, token, time_left)
 
     def _is_idle(self, token: Token, now: float) -> bool:
@@ -152,16 +161,16 @@ class Ticker:
 
     def _from_store(
         self, job: Job, definition: GateDefinition, token: Token, time_left: Callable[[], float]
-    ) -> tuple[Answer, bool]:
+    ) -> tuple[Answer, Progress]:
         try:
             record = self._store.load(token.run_id)
         except StoreUnavailable as exc:
-            return self._store_down(job, definition, token, exc), False
+            return self._store_down(job, definition, token, exc), Progress.DEFERRED
         if record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
             )
-            return record.last_answer, False
+            return record.last_answer, Progress.UNCHANGED
         if record is None:
             if token.nonce is not None:
                 raise UnknownTokenError(
@@ -175,7 +184,7 @@ class Ticker:
             if record.state.status is not RunStatus.RUNNING:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
-                return record.last_answer, False
+                return record.last_answer, Progress.UNCHANGED
             state = record.state.model_copy(
                 update={
                     "cancel_requested_by": record.cancel_requested_by,
@@ -185,7 +194,7 @@ class Ticker:
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
-            return self._store_down(job, definition, token, exc), False
+            return self._store_down(job, definition, token, exc), Progress.DEFERRED
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
@@ -194,14 +203,14 @@ class Ticker:
             try:
                 self._job_context.finish(job, definition, new_state)
             except TransientError as exc:
-                return self._store_down(job, definition, token, exc), False
+                return self._store_down(job, definition, token, exc), Progress.DEFERRED
             except TerminalError as exc:
                 new_state = engine.fail(
                     new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
                 )
         if record is not None and new_state == state:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
-            return self._answer(job, definition, new_state, record.nonce), False
+            return self._answer(job, definition, new_state, record.nonce), Progress.UNCHANGED
         return self._commit(job, definition, record, new_state, token)
 
     def _commit(
@@ -211,7 +220,7 @@ class Ticker:
         previous: RunRecord | None,
         state: RunState,
         token: Token,
-    ) -> tuple[Answer, bool]:
+    ) -> tuple[Answer, Progress]:
         now = self._clock.now()
         running = state.status is RunStatus.RUNNING
         nonce = new_nonce() if running else None
@@ -233,10 +242,10 @@ class Ticker:
         try:
             self._store.save(record, previous.version if previous else None)
         except ConflictError:
-            return self._lost_race(job, state.run_id), False
+            return self._lost_race(job, state.run_id), Progress.UNCHANGED
         except StoreUnavailable as exc:
-            return self._store_down(job, definition, token, exc), False
-        return answer, True
+            return self._store_down(job, definition, token, exc), Progress.DEFERRED
+        return answer, Progress.ADVANCED
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
         try:

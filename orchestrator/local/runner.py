@@ -112,6 +112,7 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "function.log"
         stream = self.log_path.open("a", encoding="utf-8")
+        self.log_stream = stream
         _log.unconfigure()
         _log.configure(os.environ.get("ORCHESTRATOR_LOG_LEVEL", "INFO"), stream)
 
@@ -216,7 +217,7 @@ def rehearse(
     """Run the pipeline's actions in order; Lambda invoke actions go through the emulator."""
     assert stack.emulator is not None
     clock = stack.clock
-    handler.use(handler.build_app(clock))
+    handler.use(handler.build_app(clock, stack.log_stream))
     variables: dict[str, dict[str, str]] = {
         "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
     }

@@ -57,7 +57,7 @@ def rig(table_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     _log.configure("DEBUG", logs)
     with CodePipelineEmulator(clock) as emulator:
         monkeypatch.setenv("AWS_ENDPOINT_URL_CODEPIPELINE", emulator.endpoint_url)
-        handler.use(handler.build_app(clock))
+        handler.use(handler.build_app(clock, logs))
         try:
             yield Rig(emulator, clock, table_name, logs)
         finally:
@@ -231,3 +231,17 @@ def test_artifact_credentials_never_leak(rig: Rig, caplog: pytest.LogCaptureFixt
     for where, text in haystacks.items():
         for secret in canary.values():
             assert secret not in text, f"credential leaked into {where}"
+
+
+def test_every_invocation_emits_emf_metrics(rig: Rig) -> None:
+    ok = rig.run({"steps": [{"name": "w", "wait": "2m"}]})
+    bad = rig.run({"steps": [{"name": "w", "wait": "soon"}]})
+    lines = [json.loads(line) for line in rig.logs.getvalue().splitlines()]
+    emf = [line for line in lines if "_aws" in line]
+    assert len(emf) == ok.invocations + bad.invocations
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Orchestrator"
+    assert sum(line["Ticks"] for line in emf) == len(emf)
+    assert sum(line["GatesSucceeded"] for line in emf) == 1
+    failed = [line for line in emf if line["GatesFailed"]]
+    assert len(failed) == 1 and failed[0]["FailureType"] == "ConfigurationError"
+    assert all(line["Service"] == "orchestrator" for line in emf)
