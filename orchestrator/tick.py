@@ -191,6 +191,7 @@ class Ticker:
                     "decisions": record.decisions,
                 }
             )
+        loaded = state
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
@@ -208,7 +209,7 @@ class Ticker:
                 new_state = engine.fail(
                     new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
                 )
-        if record is not None and new_state == state:
+        if record is not None and new_state == loaded:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             return self._answer(job, definition, new_state, record.nonce), Progress.UNCHANGED
         return self._commit(job, definition, record, new_state, token)
@@ -242,16 +243,16 @@ class Ticker:
         try:
             self._store.save(record, previous.version if previous else None)
         except ConflictError:
-            return self._lost_race(job, state.run_id), Progress.UNCHANGED
+            try:
+                return self._lost_race(job, state.run_id), Progress.UNCHANGED
+            except StoreUnavailable as exc:
+                return self._store_down(job, definition, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
             return self._store_down(job, definition, token, exc), Progress.DEFERRED
         return answer, Progress.ADVANCED
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
-        try:
-            current = self._store.load(run_id)
-        except StoreUnavailable:
-            current = None
+        current = self._store.load(run_id)
         if current is not None and current.last_job_id == job.id:
             log.info(
                 "concurrent delivery won the write: re-sending its answer", extra={"run_id": run_id}

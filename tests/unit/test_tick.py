@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.event import Job
+from orchestrator.exceptions import ConflictError
 from orchestrator.model import Answer, AnswerKind, FailureType, RunStatus
 from orchestrator.services import Services
 from orchestrator.tick import TickConfig, Ticker
@@ -280,3 +281,21 @@ def test_http_gate_through_the_tick() -> None:
     rig.clock.t += 30
     answer = rig.tick(job(gate, answer.token))
     assert answer.outputs == {"ChangeId": "CHG42"}
+
+
+def test_losing_the_race_while_the_store_fails_defers_instead_of_failing() -> None:
+    class Flaky(MemoryStore):
+        def save(self, record: Any, expected_version: int | None) -> None:
+            super().save(
+                record.model_copy(update={"last_job_id": "someone-else"}), expected_version
+            )  # another writer got there first...
+            self.down = True  # ...and then the table stopped answering
+            raise ConflictError(record.run_id)
+
+    rig = Rig()
+    token = rig.tick(job(WAIT_GATE)).token
+    rig.store.__class__ = Flaky
+    rig.clock.t += 600
+    answer = rig.tick(job(WAIT_GATE, token))
+    assert answer.kind is AnswerKind.IN_PROGRESS
+    assert answer.summary == "state store unavailable; will retry at the next check"
