@@ -12,7 +12,7 @@ template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam 
   tests ran, not whichever the runtime carries that month.
 
     python scripts/build_lambda.py                 # build/lambda/ + build/orchestrator-lambda.zip
-    python scripts/build_lambda.py --update-docs   # ...and write the sizes into docs/DEPLOY.md
+    python scripts/build_lambda.py --update-docs   # ...and write the sizes into README.md
     python scripts/build_lambda.py --artifacts-dir DIR --no-zip    # what sam's make target runs
 
 Only the standard library and pip are needed: sam runs this with whatever python3 it finds.
@@ -50,7 +50,7 @@ PYTHON_VERSION = "3.13"
 
 DEFAULT_ARTIFACTS = ROOT / "build" / "lambda"
 DEFAULT_ZIP = ROOT / "build" / "orchestrator-lambda.zip"
-DOCS = ROOT / "docs" / "DEPLOY.md"
+DOCS = ROOT / "README.md"
 SIZE_MARKER = "<!-- package-size -->"
 ZIP_LIMIT = 50 * 1024 * 1024  # direct upload; sam deploy goes through S3
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code plus layers, unzipped
