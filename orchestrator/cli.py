@@ -5,6 +5,8 @@
     orchestrator status RUN_ID    one run: steps, timings, last summary
     orchestrator runs             recent runs, optionally by state
     orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"
+    orchestrator approve RUN_ID   approve a waiting approval step, as your AWS identity
+    orchestrator reject RUN_ID    reject it (with a reason): the gate fails naming you
 
 Exit status: 0 success, 1 a failed gate, 2 an invalid definition or usage error.
 Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
@@ -436,6 +438,90 @@ def _identity(stack: LocalStack) -> str:
     except Exception:  # no credentials or no STS here: fall back, say so
         return f"local:{getpass.getuser()}"
     return arn
+
+
+# endregion
+# region approvals
+
+StepOpt = Annotated[
+    str | None, typer.Option(help="The approval step (default: the run's current step).")
+]
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run whose approval step to approve.")],
+    step: StepOpt = None,
+    comment: Annotated[str, typer.Option(help="Recorded with your approval.")] = "",
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Approve a waiting approval step, as your AWS identity (STS GetCallerIdentity)."""
+    _decide("approve", run_id, step, comment, _stack(table, dynamodb_endpoint, data_dir))
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The run whose approval step to reject.")],
+    comment: Annotated[str, typer.Option(help="Why (required): the gate fails with it.")],
+    step: StepOpt = None,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Reject a waiting approval step, as your AWS identity: the gate fails naming you."""
+    if not comment.strip():
+        raise typer.BadParameter("a rejection needs a reason", param_hint="--comment")
+    _decide("reject", run_id, step, comment, _stack(table, dynamodb_endpoint, data_dir))
+
+
+def _decide(decision: str, run_id: str, step: str | None, comment: str, stack: LocalStack) -> None:
+    """Record the decision of the caller's STS identity; exit 1 when it is refused."""
+    from orchestrator.approval.decide import Refused, decide
+
+    console = _console()
+    principal = _caller_principal(console)  # before the stack: it may set local credentials
+    with stack:
+        try:
+            found, counted = decide(
+                stack.store(),
+                run_id,
+                step,
+                principal,
+                decision,
+                comment.strip(),
+                time.time(),
+                via="cli",
+            )
+        except Refused as exc:
+            console.print(f"not recorded: {exc}", style="red", markup=False)
+            raise typer.Exit(EXIT_FAILED) from None
+    console.print(
+        f"{decision} of step '{found.name}' of run {run_id} recorded for {principal} "
+        f"({len(counted.approved_by)}/{counted.required} approvals); "
+        "the gate takes it into account at its next check",
+        markup=False,
+    )
+
+
+def _caller_principal(console: Console) -> str:
+    """The caller's IAM principal, from STS only: nobody may decide as someone else."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from orchestrator.approval.principals import normalize
+
+    try:
+        arn: str = boto3.client("sts").get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError) as exc:
+        console.print(
+            f"cannot tell who you are: STS GetCallerIdentity failed ({type(exc).__name__})",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+    return normalize(arn)
 
 
 # endregion

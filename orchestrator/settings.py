@@ -30,6 +30,16 @@ class Settings(BaseSettings):
         default=5, ge=0, description="Seconds kept back for the final write and report."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    approval_url: str | None = Field(
+        default=None,
+        description="Base URL of the approval endpoint (template.yaml's ApprovalFunctionUrl); "
+        "unset: approval messages carry no links, only the CLI commands.",
+    )
+    approval_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager ARN of the key that signs approval links "
+        "(template.yaml's ApprovalSigningKey); read by ARN, cached in-process, never logged.",
+    )
     metrics_namespace: str = Field(
         default="Orchestrator", description="CloudWatch namespace of the EMF metrics."
     )

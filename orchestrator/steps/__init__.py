@@ -16,10 +16,26 @@ from orchestrator.steps._base import (
     Step,
     StepContext,
 )
+from orchestrator.steps.alarms import AlarmsStep
+from orchestrator.steps.approval import ApprovalStep
 from orchestrator.steps.http import HttpStep
+from orchestrator.steps.lambda_ import LambdaStep
+from orchestrator.steps.python import PythonStep
+from orchestrator.steps.state_machine import StateMachineStep
 from orchestrator.steps.wait import WaitStep
 
-KINDS: dict[str, type[Step]] = {kind.kind: kind for kind in (WaitStep, HttpStep)}
+KINDS: dict[str, type[Step]] = {
+    kind.kind: kind
+    for kind in (
+        WaitStep,
+        HttpStep,
+        AlarmsStep,
+        StateMachineStep,
+        LambdaStep,
+        PythonStep,
+        ApprovalStep,
+    )
+}
 
 __all__ = [
     "KINDS",

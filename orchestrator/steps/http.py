@@ -3,7 +3,9 @@
 The document the conditions see, and the step's result, is
 `{"status": int, "headers": {lower-case name: value}, "body": JSON or text}`.
 A network error or a 5xx is retried at the next poll; it never fails the gate by itself
-(the step's `timeout` does).
+(the step's `timeout` does). A header value may be a secret reference (`orchestrator.secrets`),
+resolved at each poll and never kept: the result holds the response only, with any echo of
+a secret value replaced by `***`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrator.secrets import SecretError, SecretRef, redact, resolve_headers
 from orchestrator.services import HttpError
 from orchestrator.steps._base import (
     Done,
@@ -40,7 +43,7 @@ class HttpRequest(BaseModel):
 
     url: str
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str | SecretRef] = Field(default_factory=dict)
     body: Any = None
     request_timeout: Duration = 10.0
 
@@ -66,20 +69,30 @@ class HttpStep(Step):
         body = self.http.body
         data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
         try:
+            headers = resolve_headers(self.http.headers, ctx.services)
+        except SecretError as exc:
+            if exc.transient:
+                return Pending(f"{exc}; retrying (polled {state.polls + 1} times)")
+            return Failed(f"step '{self.name}': {exc}", exc.failure_type)
+        hidden = [headers[k] for k, v in self.http.headers.items() if isinstance(v, SecretRef)]
+        try:
             response = ctx.services.http.request(
                 self.http.method,
                 self.http.url,
-                dict(self.http.headers),
+                headers,
                 data.encode() if data is not None else None,
                 timeout,
             )
         except HttpError as exc:
             return Pending(f"no response ({exc}); retrying (polled {state.polls + 1} times)")
-        document = {
-            "status": response.status,
-            "headers": response.headers,
-            "body": _decode(response.body, response.headers.get("content-type", "")),
-        }
+        document = redact(
+            {
+                "status": response.status,
+                "headers": response.headers,
+                "body": _decode(response.body, response.headers.get("content-type", "")),
+            },
+            hidden,
+        )
         if response.status >= 500:
             return Pending(f"HTTP {response.status}; retrying (polled {state.polls + 1} times)")
         if self.fail_if is not None and truthy(search(self.fail_if, document)):

@@ -41,6 +41,8 @@ DOCS = ROOT / "docs" / "DEPLOY.md"
 MAKEFILE = ROOT / "Makefile"
 FUNCTION = "OrchestratorFunction"
 ROLE = "OrchestratorRole"
+APPROVAL_FUNCTION = "ApprovalFunction"
+APPROVAL_ROLE = "ApprovalRole"
 
 RESOURCE_STAR_ALLOWED = frozenset(
     {
@@ -101,7 +103,9 @@ def _transformed() -> str:
 
     template = load_cfn(TEMPLATE)
     # What `sam package` does to CodeUri before the transform runs in CloudFormation.
-    template["Resources"][FUNCTION]["Properties"]["CodeUri"] = "s3://artifacts/orchestrator.zip"
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/orchestrator.zip"
     with pytest.MonkeyPatch.context() as patch:
         # The translator fills AWS::Region/AWS::Partition from a boto3 session; no call is made.
         patch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
@@ -159,9 +163,11 @@ def test_sam_transform_gives_plain_cloudformation() -> None:
     # The function uses the explicit role: SAM generated none (its default role would carry the
     # AWSLambdaBasicExecutionRole managed policy, logs on "*").
     roles = [name for name, kind in types.items() if kind == "AWS::IAM::Role"]
-    assert roles == [ROLE]
+    assert sorted(roles) == sorted([ROLE, APPROVAL_ROLE])
     function = template["Resources"][FUNCTION]["Properties"]
     assert function["Role"] == {"Fn::GetAtt": [ROLE, "Arn"]}
+    endpoint = template["Resources"][APPROVAL_FUNCTION]["Properties"]
+    assert endpoint["Role"] == {"Fn::GetAtt": [APPROVAL_ROLE, "Arn"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +319,7 @@ def test_the_checker_accepts_the_documented_exceptions() -> None:
 def test_no_iam_statement_of_the_function_has_a_wildcard() -> None:
     template = transformed()
     walked = {where.split(".")[0] for where, _ in iam_statements(template)}
-    assert walked == {ROLE}
+    assert walked == {ROLE, APPROVAL_ROLE}
     assert sum(1 for _ in iam_statements(template)) >= 10
     assert all_findings(template) == []
 
@@ -447,6 +453,7 @@ ALWAYS = {
     "OnFailureDestination",
     "PublishNotifications",
     "ReadAlarms",
+    "ReadApprovalSigningKey",
 }
 
 
@@ -454,8 +461,11 @@ def test_conditional_statements_are_absent_when_their_parameters_are_empty() -> 
     statements = role_statements()
     assert set(statements) == ALWAYS
     actions = _actions(statements)
-    for prefix in ("states:", "lambda:", "secretsmanager:"):
+    for prefix in ("states:", "lambda:"):
         assert not any(action.startswith(prefix) for action in actions), prefix
+    # Secrets Manager: the approval link signing key only (docs/APPROVALS.md).
+    readers = [s for s in statements.values() if "secretsmanager:" in json.dumps(s["Action"])]
+    assert [s["Resource"] for s in readers] == [{"Ref": "ApprovalSigningKey"}]
     publish = [s for s in statements.values() if "sns:Publish" in list(_items(s["Action"]))]
     assert [s["Resource"] for s in publish] == [{"Ref": "NotificationTopic"}]
 
@@ -553,6 +563,8 @@ def test_the_function_environment_refers_to_the_runs_table() -> None:
         "ORCHESTRATOR_LOG_LEVEL": {"Ref": "LogLevel"},
         "ORCHESTRATOR_METRICS_NAMESPACE": {"Ref": "MetricsNamespace"},
         "ORCHESTRATOR_TOPIC_ARN": {"Ref": "NotificationTopic"},
+        "ORCHESTRATOR_APPROVAL_URL": {"Fn::GetAtt": ["ApprovalFunctionUrl", "FunctionUrl"]},
+        "ORCHESTRATOR_APPROVAL_SECRET_ARN": {"Ref": "ApprovalSigningKey"},
     }
     from orchestrator.settings import Settings
 
@@ -655,10 +667,6 @@ def test_outputs() -> None:
     assert outputs["FunctionArn"]["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-FunctionArn"}
 
 
-def test_the_approval_endpoint_placeholder_is_there() -> None:
-    assert "Approval endpoint: NOT BUILT YET" in TEMPLATE.read_text()
-
-
 # ---------------------------------------------------------------------------------------------
 # The example pipeline
 
@@ -747,6 +755,11 @@ def test_sam_builds_the_function_with_the_make_target() -> None:
     assert _recipe(f"build-{FUNCTION}") == [
         '$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip'
     ]
+    # The approval endpoint runs from the very same package.
+    endpoint = load_cfn(TEMPLATE)["Resources"][APPROVAL_FUNCTION]
+    assert endpoint["Metadata"] == {"BuildMethod": "makefile"}
+    assert endpoint["Properties"]["CodeUri"] == "."
+    assert _recipe(f"build-{APPROVAL_FUNCTION}") == _recipe(f"build-{FUNCTION}")
     assert _recipe("build") == ["$(PY) scripts/build_lambda.py"]
 
 

@@ -1,0 +1,177 @@
+"""Signed one-time approval links.
+
+A link carries a token `v1.<payload>.<signature>`: the payload is base64url JSON naming the
+run, the step, the principal the link is for, the decision (approve or reject), the expiry
+(epoch seconds: the step's deadline) and a random nonce; the signature is HMAC-SHA256 over
+`v1.<payload>` with the signing key. Anyone holding the link may use it, once: the store
+records one decision per principal per step, so the first POST uses up both of that
+principal's links.
+
+The key is the SecretString of a Secrets Manager secret (template.yaml generates it), read
+by ARN and cached in-process for `KEY_CACHE_SECONDS`. It is held as a `SecretStr` and never
+logged, stored or put in a message: only signatures derived from it leave the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+Decision = Literal["approve", "reject"]
+DECISIONS: tuple[Decision, ...] = ("approve", "reject")
+VERSION = "v1"
+MAX_TOKEN_CHARS = 4096
+KEY_CACHE_SECONDS = 300.0
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+TOKEN_PARAM = "t"
+"""The query parameter (GET) and form field (POST) that carries the token."""
+
+
+class BadLink(Exception):
+    """The token is malformed or its signature does not verify with our key."""
+
+
+class KeyUnavailable(Exception):
+    """The signing key could not be read from Secrets Manager (the message names the ARN)."""
+
+
+@dataclass(frozen=True)
+class LinkClaim:
+    """What a link says, once its signature has verified."""
+
+    run_id: str
+    step: str
+    principal: str
+    decision: Decision
+    expires: float
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """One minted link: for whom, which decision, the URL to open."""
+
+    principal: str
+    decision: Decision
+    url: str
+
+
+def sign(claim: LinkClaim, key: SecretStr) -> str:
+    """The token for `claim`."""
+    payload = _b64(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
+    signed = f"{VERSION}.{payload}"
+    return f"{signed}.{_b64(_mac(key, signed))}"
+
+
+def verify(token: str, key: SecretStr) -> LinkClaim:
+    """The claim a token carries; raises BadLink unless our key signed exactly this token."""
+    parts = token.split(".") if 0 < len(token) <= MAX_TOKEN_CHARS else []
+    if len(parts) != 3 or parts[0] != VERSION:
+        raise BadLink("malformed token")
+    try:
+        signature = _unb64(parts[2])
+    except ValueError:
+        raise BadLink("malformed token") from None
+    if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
+        raise BadLink("signature does not verify")
+    try:
+        fields: Any = json.loads(_unb64(parts[1]))
+        claim = LinkClaim(
+            run_id=str(fields["run_id"]),
+            step=str(fields["step"]),
+            principal=str(fields["principal"]),
+            decision=fields["decision"],
+            expires=float(fields["expires"]),
+            nonce=str(fields["nonce"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise BadLink("malformed token") from None
+    if claim.decision not in DECISIONS:
+        raise BadLink("malformed token")
+    return claim
+
+
+def mint(
+    key: SecretStr,
+    base_url: str,
+    run_id: str,
+    step: str,
+    principals: Iterable[str],
+    expires: float,
+) -> list[Link]:
+    """An approve and a reject link for each principal, each with its own nonce."""
+    links = []
+    for principal in principals:
+        for decision in DECISIONS:
+            claim = LinkClaim(run_id, step, principal, decision, expires, secrets.token_urlsafe(12))
+            query = urlencode({TOKEN_PARAM: sign(claim, key)})
+            links.append(Link(principal, decision, f"{base_url.rstrip('/')}/?{query}"))
+    return links
+
+
+class KeyCache:
+    """Signing keys by secret ARN, each kept `ttl` seconds (so a rotated key is picked up)."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self._ttl = ttl
+        self._keys: dict[str, tuple[float, SecretStr]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, arn: str, client: Any) -> SecretStr:
+        """The key stored in secret `arn`, read with a boto3 Secrets Manager `client`."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._keys.get(arn)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            text = client.get_secret_value(SecretId=arn).get("SecretString")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise KeyUnavailable(f"signing key {arn}: {code}") from None
+        except BotoCoreError as exc:
+            raise KeyUnavailable(f"signing key {arn}: {type(exc).__name__}") from None
+        if not isinstance(text, str) or len(text) < 32:
+            raise KeyUnavailable(f"signing key {arn}: missing or shorter than 32 characters")
+        key = SecretStr(text)
+        with self._lock:
+            self._keys[arn] = (now + self._ttl, key)
+        return key
+
+
+KEYS = KeyCache()
+"""The process's key cache, shared by the step (minting) and the endpoint (verifying)."""
+
+
+def _mac(key: SecretStr, message: str) -> bytes:
+    return hmac.new(key.get_secret_value().encode(), message.encode(), hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc

@@ -1,0 +1,146 @@
+"""The "approval needed" message: plain text for SNS, Slack-compatible JSON for a webhook.
+
+Both say the same thing: what is asked, of whom, until when, the approve/reject links of
+each approver given as an exact ARN, and the CLI commands. Links are bearer capabilities
+(one use each), so the message is sent once and kept nowhere: not in the run's item, not
+in the logs. A webhook URL is a secret too (Slack's are): errors never name it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.services import HttpError
+
+if TYPE_CHECKING:
+    from orchestrator.approval.links import Link
+
+MAX_BUTTON_ROWS = 20  # Slack allows 50 blocks per message; each approver takes two
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the message is about."""
+
+    run_id: str
+    step: str
+    message: str
+    approvers: list[str]
+    required: int
+    expires: float | None = None
+    links: list[Link] = field(default_factory=list)
+    pipeline: str | None = None
+
+
+def subject(notice: Notice) -> str:
+    """An SNS subject: printable ASCII, one line, under 100 characters."""
+    raw = f"Approval needed: step '{notice.step}' of run {notice.run_id}"
+    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in raw)
+    return clean[:99]
+
+
+def text(notice: Notice) -> str:
+    """The plain-text message (SNS), also the webhook's fallback `text`."""
+    where = f" of pipeline {notice.pipeline}" if notice.pipeline else ""
+    needed = f"{notice.required} approval{'s' if notice.required != 1 else ''}"
+    lines = [
+        f"Approval needed: {notice.message}",
+        f"Run {notice.run_id}{where}, step '{notice.step}': {needed} from "
+        f"{', '.join(notice.approvers)}.",
+    ]
+    if notice.expires is not None:
+        lines.append(f"Decide before {_when(notice.expires)}.")
+    if notice.links:
+        lines.append("")
+        for link in notice.links:
+            lines.append(f"{link.decision.capitalize()} as {link.principal}: {link.url}")
+    lines += ["", "Or with the CLI, as your AWS identity:", *_commands(notice)]
+    return "\n".join(lines)
+
+
+def slack(notice: Notice) -> dict[str, Any]:
+    """The webhook body: Slack's `text` + `blocks` (also read by most chat webhooks)."""
+    context = f"Run `{_esc(notice.run_id)}`"
+    if notice.pipeline:
+        context += f" of pipeline *{_esc(notice.pipeline)}*"
+    context += f" · {notice.required} of {_esc(', '.join(notice.approvers))}"
+    if notice.expires is not None:
+        context += f" · decide before {_when(notice.expires)}"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"Approval needed: {notice.step}"[:150]},
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": _esc(notice.message)[:3000]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]},
+    ]
+    by_principal: dict[str, list[Link]] = {}
+    for link in notice.links:
+        by_principal.setdefault(link.principal, []).append(link)
+    for principal, links in list(by_principal.items())[:MAX_BUTTON_ROWS]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _esc(principal)}})
+        blocks.append({"type": "actions", "elements": [_button(link) for link in links]})
+    commands = "\n".join(f"`{_esc(c.strip())}`" for c in _commands(notice))
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": commands}]})
+    return {"text": _esc(text(notice)), "blocks": blocks}
+
+
+def send(
+    notice: Notice, sns_topic: str | None, webhook: str | None, services: Any, timeout: float
+) -> list[str]:
+    """Publish to the topic and post to the webhook; returns what failed (empty: all sent)."""
+    errors: list[str] = []
+    if sns_topic:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params = {"TopicArn": sns_topic, "Subject": subject(notice), "Message": text(notice)}
+        if sns_topic.endswith(".fifo"):  # FIFO topics need a group; the id dedupes too
+            params["MessageGroupId"] = notice.run_id
+            params["MessageDeduplicationId"] = f"{notice.run_id}:{notice.step}"[:128]
+        try:
+            services.aws("sns").publish(**params)
+        except ClientError as exc:
+            errors.append(f"sns: {exc.response.get('Error', {}).get('Code', 'error')}")
+        except BotoCoreError as exc:
+            errors.append(f"sns: {type(exc).__name__}")
+    if webhook:
+        body = json.dumps(slack(notice)).encode()
+        headers = {"Content-Type": "application/json"}
+        try:
+            response = services.http.request("POST", webhook, headers, body, timeout)
+        except HttpError:
+            errors.append("webhook: no response")
+        else:
+            if not 200 <= response.status < 300:
+                errors.append(f"webhook: HTTP {response.status}")
+    return errors
+
+
+def _commands(notice: Notice) -> list[str]:
+    base = f"{notice.run_id} --step {notice.step}"
+    return [
+        f'  orchestrator approve {base} --comment "..."',
+        f'  orchestrator reject {base} --comment "why"',
+    ]
+
+
+def _button(link: Link) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": link.decision.capitalize()},
+        "url": link.url,
+        "style": "primary" if link.decision == "approve" else "danger",
+    }
+    return button
+
+
+def _esc(value: str) -> str:
+    """Slack mrkdwn escaping: &, < and > only."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,201 @@
+"""Secret references in step fields, resolved at poll time and never kept.
+
+A header value (or any field a kind declares as `str | SecretRef`) may be a reference:
+
+    {"secret": "arn:aws:secretsmanager:...:secret:itsm-token-AbCdEf"}   the SecretString
+    {"secret": "itsm-token", "json_key": "token"}                       one key of a JSON secret
+    {"parameter": "/itsm/token"}                                        an SSM (SecureString) value
+
+The definition, the run state and every message only ever hold the *reference*. The value
+is fetched through `services.aws(...)` when a step polls, kept for `CACHE_SECONDS` in an
+in-process cache (one per `Services` object, so a warm container asks Secrets Manager at
+most every few minutes), handed to the request, and never logged, persisted or echoed:
+failures name the reference, not the value.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from orchestrator.model import FailureType
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+CACHE_SECONDS = 300.0
+REDACTED = "***"
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceError",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+_PERMISSION_CODES = frozenset({"AccessDeniedException", "AccessDenied", "KMSAccessDeniedException"})
+
+
+class SecretRef(BaseModel):
+    """Where a secret value lives: Secrets Manager (`secret`, optional `json_key`) or SSM."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str | None = None
+    json_key: str | None = None
+    parameter: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.secret is None) == (self.parameter is None):
+            raise ValueError("a secret reference needs exactly one of 'secret' or 'parameter'")
+        if self.json_key is not None and self.secret is None:
+            raise ValueError("'json_key' goes with 'secret', not with 'parameter'")
+        return self
+
+    def __str__(self) -> str:
+        if self.secret is not None:
+            key = f" (key '{self.json_key}')" if self.json_key is not None else ""
+            return f"secret '{self.secret}'{key}"
+        return f"parameter '{self.parameter}'"
+
+
+class SecretError(Exception):
+    """A reference could not be resolved; the message names the reference, never a value."""
+
+    def __init__(
+        self, message: str, failure_type: FailureType | None = None, transient: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.failure_type = failure_type
+        self.transient = transient
+
+
+class SecretCache:
+    """Resolved values by reference, each for `ttl` seconds (monotonic time)."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._ttl, self._clock = ttl, clock
+        self._values: dict[SecretRef, tuple[float, SecretStr]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: SecretRef, services: Any) -> str:
+        """The value of `ref`, from the cache while fresh; raises SecretError."""
+        now = self._clock()
+        with self._lock:
+            cached = self._values.get(ref)
+        if cached is not None and cached[0] > now:
+            return cached[1].get_secret_value()
+        value = _fetch(ref, services)
+        with self._lock:
+            self._values[ref] = (now + self._ttl, SecretStr(value))
+        return value
+
+
+# One cache per Services object: it lives exactly as long as the warm app that owns it.
+_caches: weakref.WeakKeyDictionary[Any, SecretCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def cache_for(services: Any) -> SecretCache:
+    """The cache that belongs to `services` (created on first use)."""
+    with _caches_lock:
+        cache = _caches.get(services)
+        if cache is None:
+            cache = _caches[services] = SecretCache()
+        return cache
+
+
+def resolve(ref: SecretRef, services: Any) -> str:
+    """The value of `ref`, through `services`' cache; raises SecretError naming `ref`."""
+    return cache_for(services).resolve(ref, services)
+
+
+def resolve_headers(headers: Mapping[str, str | SecretRef], services: Any) -> dict[str, str]:
+    """Header values with every reference replaced by its value (a new dict, not persisted)."""
+    resolved: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, SecretRef):
+            try:
+                resolved[name] = resolve(value, services)
+            except SecretError as exc:
+                raise SecretError(
+                    f"header '{name}': {exc}", exc.failure_type, exc.transient
+                ) from None
+        else:
+            resolved[name] = value
+    return resolved
+
+
+def redact(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` (a JSON-like document) with every occurrence of a secret replaced by REDACTED:
+    a server that echoes its request must not put a secret into a step's result."""
+    hidden = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    if not hidden:
+        return value
+    if isinstance(value, str):
+        for secret in hidden:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {redact(key, hidden): redact(inner, hidden) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [redact(inner, hidden) for inner in value]
+    return value
+
+
+def _fetch(ref: SecretRef, services: Any) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if ref.parameter is not None:
+            ssm = services.aws("ssm")
+            response = ssm.get_parameter(Name=ref.parameter, WithDecryption=True)
+            return str(response["Parameter"]["Value"])
+        manager = services.aws("secretsmanager")
+        response = manager.get_secret_value(SecretId=ref.secret)
+    except ClientError as exc:
+        raise _client_error(ref, exc) from None
+    except BotoCoreError as exc:
+        raise SecretError(f"{ref}: unreachable ({type(exc).__name__})", transient=True) from None
+    text = response.get("SecretString")
+    if text is None:
+        binary = response.get("SecretBinary", b"")
+        text = binary.decode("utf-8", errors="replace") if isinstance(binary, bytes) else ""
+    if ref.json_key is None:
+        return str(text)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise SecretError(
+            f"{ref}: the secret is not a JSON object", FailureType.CONFIGURATION_ERROR
+        )
+    if ref.json_key not in document:
+        raise SecretError(f"{ref}: the secret has no such key", FailureType.CONFIGURATION_ERROR)
+    found = document[ref.json_key]
+    return found if isinstance(found, str) else json.dumps(found)
+
+
+def _client_error(ref: SecretRef, exc: Any) -> SecretError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "")) or "error"
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _TRANSIENT_CODES or status >= 500:
+        return SecretError(f"{ref}: unavailable ({code})", transient=True)
+    if code in _PERMISSION_CODES:
+        return SecretError(f"{ref}: access denied ({code})", FailureType.PERMISSION_ERROR)
+    if code in ("ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"):
+        return SecretError(f"{ref}: not found ({code})", FailureType.CONFIGURATION_ERROR)
+    return SecretError(f"{ref}: could not be read ({code})", FailureType.CONFIGURATION_ERROR)

@@ -1,0 +1,176 @@
+"""What the approval tests share (this module holds no tests): a function URL stand-in for
+the endpoint, a chat webhook stand-in, an HTTP client, the signing key in moto, and a run
+stored at its approval step as a tick leaves it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+import boto3
+import urllib3
+
+from orchestrator import engine
+from orchestrator.definition import parse_definition
+from orchestrator.model import Answer, AnswerKind, RunRecord
+
+if TYPE_CHECKING:
+    from state.dynamodb import DynamoRunStore
+
+ALICE = "arn:aws:iam::123456789012:user/alice"
+BOB = "arn:aws:sts::123456789012:assumed-role/Releasers/bob"
+MALLORY = "arn:aws:iam::123456789012:user/mallory"
+CANARY_KEY = "CANARY-approval-key-" + "7f3a" * 12
+
+
+class EndpointServer:
+    """A function URL stand-in: each request becomes a payload-2.0 event for `handler`."""
+
+    def __init__(self, handler: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                event = {
+                    "version": "2.0",
+                    "routeKey": "$default",
+                    "rawPath": url.path,
+                    "rawQueryString": url.query,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "requestContext": {
+                        "http": {
+                            "method": self.command,
+                            "path": url.path,
+                            "protocol": "HTTP/1.1",
+                            "sourceIp": self.client_address[0],
+                            "userAgent": self.headers.get("User-Agent", ""),
+                        },
+                        "requestId": str(uuid.uuid4()),
+                        "timeEpoch": int(time.time() * 1000),
+                    },
+                    # Function URLs base64-encode bodies that are not text (forms included).
+                    "body": base64.b64encode(raw).decode() if raw else None,
+                    "isBase64Encoded": bool(raw),
+                }
+                outer.events.append(event)
+                response = handler(event, None)
+                body = str(response.get("body", "")).encode()
+                self.send_response(int(response["statusCode"]))
+                for name, value in response.get("headers", {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _serve
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> EndpointServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+http = urllib3.PoolManager(retries=False)
+
+
+def get(url: str) -> urllib3.BaseHTTPResponse:
+    return http.request("GET", url, redirect=False)
+
+
+def post(url: str, token: str, comment: str = "") -> urllib3.BaseHTTPResponse:
+    return http.request(
+        "POST",
+        url,
+        body=urlencode({"t": token, "comment": comment}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        redirect=False,
+    )
+
+
+def token_of(url: str) -> str:
+    return url.split("?t=", 1)[1]
+
+
+def signing_key(moto_endpoint: str, value: str = CANARY_KEY) -> str:
+    """A secret in moto holding `value`; returns its ARN."""
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint)
+    name = f"approval-key-{uuid.uuid4().hex[:8]}"
+    arn: str = client.create_secret(Name=name, SecretString=value)["ARN"]
+    return arn
+
+
+def stored_run(
+    store: DynamoRunStore, approval: dict[str, Any], now: float, extra_steps: int = 0
+) -> str:
+    """A run at its approval step (started, approvers in memo), as a tick leaves it."""
+    steps: list[dict[str, Any]] = [{"name": "signoff", "approval": approval, "timeout": "2h"}]
+    steps += [{"name": f"after{i}", "wait": "1m"} for i in range(extra_steps)]
+    definition = parse_definition(json.dumps({"steps": steps}))
+    run_id = str(uuid.uuid4())
+    state = engine.start(definition, run_id, now)
+    state = engine.advance(definition, state, lambda: now, engine.Budget(lambda: 30.0))
+    assert state.steps[0].memo["approvers"] == approval["approvers"]
+    answer = Answer(kind=AnswerKind.IN_PROGRESS, run_id=run_id, summary="waiting", token="t")
+    record = RunRecord(
+        version=1,
+        nonce="n",
+        state=state,
+        last_job_id=run_id,
+        last_answer=answer,
+        created_at=now,
+        updated_at=now,
+        expires_at=int(now + 86400),
+    )
+    store.save(record, None)
+    return run_id
+
+
+class Webhook:
+    """A chat webhook stand-in that keeps every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0/B0/SECRET"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,157 @@
+"""`lambda` end to end: the handler, through the emulator, invoking functions over a real
+socket with boto3.
+
+moto can invoke without docker only through its "simple" backend, which always succeeds
+(it cannot return a function error). So the functions here live in a small local server
+speaking Lambda's Invoke REST API (`POST /2015-03-31/functions/{name}/invocations`,
+`X-Amz-Function-Error` on a function error, `x-amzn-ErrorType` on an API error), with
+AWS_ENDPOINT_URL_LAMBDA pointed at it: a real peer for botocore, not a mock of our code."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import pytest
+
+from tests.integration.test_steps_rig import StepsRig, steps_rig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+PREFIX = "/2015-03-31/functions/"
+
+
+class LambdaPeer:
+    """Functions by name, each `payload -> (status, extra headers, body)`; records every call."""
+
+    def __init__(self, functions: dict[str, Callable[[Any], tuple[int, dict[str, str], Any]]]):
+        self.functions = functions
+        self.calls: list[tuple[str, Any, str]] = []
+        self._lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                payload = json.loads(self.rfile.read(length) or b"null")
+                name = unquote(self.path.removeprefix(PREFIX).split("/invocations")[0])
+                kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+                with peer._lock:
+                    peer.calls.append((name, payload, kind))
+                function = peer.functions.get(name)
+                if not self.path.startswith(PREFIX) or function is None:
+                    status, headers, body = (
+                        404,
+                        {"x-amzn-ErrorType": "ResourceNotFoundException"},
+                        {"Type": "User", "message": f"Function not found: {name}"},
+                    )
+                else:
+                    status, headers, body = function(payload)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LambdaPeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+def checks(payload: Any) -> tuple[int, dict[str, str], Any]:
+    return 200, {"X-Amz-Executed-Version": "$LATEST"}, {"healthy": True, "run": payload["run"]}
+
+
+def broken(payload: Any) -> tuple[int, dict[str, str], Any]:
+    error = {"errorType": "ValueError", "errorMessage": "canary error rate 7% > 1%"}
+    return 200, {"X-Amz-Function-Error": "Unhandled"}, error
+
+
+@pytest.fixture
+def peer() -> Iterator[LambdaPeer]:
+    with LambdaPeer({"checks": checks, "broken": broken}) as server:
+        yield server
+
+
+@pytest.fixture
+def rig(
+    table_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, peer: LambdaPeer
+) -> Iterator[StepsRig]:
+    with steps_rig(table_name, moto_endpoint, monkeypatch, {"LAMBDA": peer.url}) as built:
+        yield built
+
+
+def gate(function: str) -> dict[str, Any]:
+    return {
+        "steps": [
+            {"name": "bake", "wait": "2m"},
+            {"name": "check", "lambda": {"function": function, "payload": {"run": "${run.id}"}}},
+        ],
+        "outputs": {"Healthy": "steps.check.healthy"},
+    }
+
+
+def test_the_function_is_invoked_once_and_its_response_kept(
+    rig: StepsRig, peer: LambdaPeer
+) -> None:
+    result = rig.run(gate("checks"))
+    assert result.status == "Succeeded", result.failure_message
+    assert result.output_variables == {"Healthy": "true"}
+    assert peer.calls == [("checks", {"run": result.jobs[0].job_id}, "RequestResponse")]
+
+
+def test_a_function_error_fails_the_gate_with_its_message(rig: StepsRig, peer: LambdaPeer) -> None:
+    result = rig.run(gate("broken"))
+    assert result.status == "Failed" and result.failure_type == "JobFailed"
+    assert result.failure_message == (
+        "step 'check': function broken failed: ValueError: canary error rate 7% > 1%"
+    )
+    assert len(peer.calls) == 1
+
+
+def test_an_unknown_function_is_a_configuration_error(rig: StepsRig) -> None:
+    result = rig.run(gate("nope"))
+    assert result.status == "Failed" and result.failure_type == "ConfigurationError"
+    assert result.failure_message == (
+        "step 'check': invoking nope: ResourceNotFoundException (Function not found: nope)"
+    )
+
+
+def test_a_job_delivered_twice_in_a_row_invokes_once(rig: StepsRig, peer: LambdaPeer) -> None:
+    result = rig.run(gate("checks"), duplicates="sequential")
+    assert result.status == "Succeeded", result.failure_message
+    assert len(peer.calls) == 1
+    for job in result.jobs:
+        assert job.answer is not None and len(job.rejected) == 1
+
+
+def test_concurrent_deliveries_advance_once_but_may_each_invoke(
+    rig: StepsRig, peer: LambdaPeer
+) -> None:
+    """Documented: two deliveries polling at the same moment both invoke (the write is
+    what dedupes, and it comes after the poll). The run still advances once."""
+    result = rig.run(gate("checks"), duplicates="concurrent", concurrency=3)
+    assert result.status == "Succeeded", result.failure_message
+    assert 1 <= len(peer.calls) <= 3, peer.calls
+    for job in result.jobs:
+        assert job.answer is not None and len(job.rejected) == 2

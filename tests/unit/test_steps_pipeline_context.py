@@ -1,0 +1,90 @@
+"""The `pipeline` run-context document: asked of CodePipeline only when a definition uses it,
+once per run, keeping only `pipelineContext` (the response also holds artifact keys)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator import engine
+from orchestrator.definition import GateDefinition, parse_definition
+from orchestrator.event import Job
+from orchestrator.exceptions import GateFailed, TransientError
+from orchestrator.pipeline_context import PipelineContext, mentions_pipeline
+from tests.unit.test_steps_alarms import client_error
+
+CONTEXT = {
+    "pipelineName": "shop",
+    "stage": {"name": "Prod"},
+    "action": {"name": "Gate", "actionExecutionId": "a-1"},
+    "pipelineArn": "arn:aws:codepipeline:us-east-1:123456789012:shop",
+    "pipelineExecutionId": "e-1",
+}
+
+
+class FakeCodePipeline:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.errors: list[Exception] = []
+
+    def get_job_details(self, jobId: str) -> dict[str, Any]:
+        self.calls.append(jobId)
+        if self.errors:
+            raise self.errors.pop(0)
+        data = {"pipelineContext": CONTEXT, "artifactCredentials": {"secretAccessKey": "KEY"}}
+        return {"jobDetails": {"id": jobId, "data": data}}
+
+
+def gate(step: dict[str, Any], outputs: dict[str, str] | None = None) -> GateDefinition:
+    steps = [{"name": "s", **step}]
+    return parse_definition(json.dumps({"steps": steps, "outputs": outputs or {}}))
+
+
+JOB = Job.model_validate({"id": "job-1", "data": {"action_configuration": {}}})
+
+
+@pytest.mark.parametrize(
+    ("definition", "mentioned"),
+    [
+        (gate({"http": {"url": "https://x/${pipeline.pipelineName}"}}), True),
+        (gate({"lambda": {"function": "f", "payload": {"e": "${pipeline}"}}}), True),
+        (gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"}), True),
+        (gate({"wait": "1m"}, {"Both": "join('/', [pipeline.pipelineName, run.id])"}), True),
+        (gate({"http": {"url": "https://x/${steps.a.pipeline}"}}), False),
+        (gate({"http": {"url": "https://x/pipeline.html"}}), False),
+        (gate({"wait": "1m"}, {"Name": "'pipeline'"}), False),
+    ],
+)
+def test_only_definitions_that_read_pipeline_need_it(
+    definition: GateDefinition, mentioned: bool
+) -> None:
+    assert mentions_pipeline(definition) is mentioned
+
+
+def test_asks_once_and_keeps_only_the_pipeline_context() -> None:
+    client = FakeCodePipeline()
+    part = PipelineContext(client)
+    definition = gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"})
+    state = engine.start(definition, "run-1", 0.0)
+    found = part.gather(JOB, definition, state)
+    assert found == {"pipeline": CONTEXT} and client.calls == ["job-1"]
+    state = state.model_copy(update={"context": found})
+    assert part.gather(JOB, definition, state) == {}
+    assert part.gather(JOB, gate({"wait": "1m"}), engine.start(gate({"wait": "1m"}), "r", 0)) == {}
+    assert client.calls == ["job-1"]
+
+
+def test_faults_are_transient_except_a_refusal() -> None:
+    client = FakeCodePipeline()
+    part = PipelineContext(client)
+    definition = gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"})
+    state = engine.start(definition, "run-1", 0.0)
+    client.errors.append(client_error("ThrottlingException", operation="GetJobDetails"))
+    with pytest.raises(TransientError, match=r"GetJobDetails failed \(ThrottlingException\)"):
+        part.gather(JOB, definition, state)
+    client.errors.append(client_error("AccessDeniedException", 400, "GetJobDetails"))
+    with pytest.raises(GateFailed) as caught:
+        part.gather(JOB, definition, state)
+    assert caught.value.failure_type == "PermissionError"

@@ -1,0 +1,224 @@
+"""Secret references: resolution, caching, error messages that name the reference and never
+the value, and `http` headers that use them (through the engine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator import engine
+from orchestrator.definition import parse_definition
+from orchestrator.model import FailureType, RunStatus
+from orchestrator.secrets import SecretCache, SecretError, SecretRef, cache_for, resolve
+from orchestrator.services import HttpResponse
+from tests.fakes import ManualClock
+from tests.unit.test_steps_alarms import client_error
+
+VALUE = "CANARY-unit-5e1f"
+
+
+class FakeSecretsManager:
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.secrets = secrets
+        self.reads = 0
+        self.errors: list[Exception] = []
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:
+        self.reads += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        if SecretId not in self.secrets:
+            raise client_error("ResourceNotFoundException", operation="GetSecretValue")
+        return {"Name": SecretId, "SecretString": self.secrets[SecretId]}
+
+
+class FakeSsm:
+    def __init__(self, parameters: dict[str, str]) -> None:
+        self.parameters = parameters
+        self.calls: list[tuple[str, bool]] = []
+
+    def get_parameter(self, Name: str, WithDecryption: bool) -> dict[str, Any]:
+        self.calls.append((Name, WithDecryption))
+        if Name not in self.parameters:
+            raise client_error("ParameterNotFound", operation="GetParameter")
+        return {"Parameter": {"Name": Name, "Type": "SecureString", "Value": self.parameters[Name]}}
+
+
+class RecordingHttp:
+    """Records the headers it gets; with `echo`, answers with them (as httpbin does)."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        self.echo = False
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> HttpResponse:
+        self.headers.append(dict(headers))
+        if self.echo:
+            answer = {"headers": headers, "note": f"you sent {headers.get('Authorization')}"}
+            reply = {"content-type": "application/json", "x-echo": str(headers)}
+            return HttpResponse(200, reply, json.dumps(answer).encode())
+        return HttpResponse(200, {"content-type": "application/json"}, b'{"ok": true}')
+
+
+class Services:
+    def __init__(self, manager: FakeSecretsManager, ssm: FakeSsm | None = None) -> None:
+        self.clients = {"secretsmanager": manager, "ssm": ssm or FakeSsm({})}
+        self.http = RecordingHttp()
+
+    def aws(self, service: str) -> Any:
+        return self.clients[service]
+
+
+def test_references_are_validated() -> None:
+    assert str(SecretRef(secret="s", json_key="k")) == "secret 's' (key 'k')"
+    assert str(SecretRef(parameter="/p")) == "parameter '/p'"
+    for bad in ({}, {"secret": "s", "parameter": "/p"}, {"parameter": "/p", "json_key": "k"}):
+        with pytest.raises(ValidationError):
+            SecretRef.model_validate(bad)
+
+
+def test_values_plain_json_keys_and_parameters_resolve_with_decryption() -> None:
+    manager = FakeSecretsManager({"plain": VALUE, "doc": json.dumps({"token": VALUE, "n": 7})})
+    ssm = FakeSsm({"/itsm/token": VALUE})
+    services = Services(manager, ssm)
+    assert resolve(SecretRef(secret="plain"), services) == VALUE
+    assert resolve(SecretRef(secret="doc", json_key="token"), services) == VALUE
+    assert resolve(SecretRef(secret="doc", json_key="n"), services) == "7"
+    assert resolve(SecretRef(parameter="/itsm/token"), services) == VALUE
+    assert ssm.calls == [("/itsm/token", True)]
+
+
+def test_values_are_cached_per_services_object_for_the_ttl() -> None:
+    clock = ManualClock(0.0)
+    manager = FakeSecretsManager({"s": VALUE})
+    cache = SecretCache(ttl=300, clock=clock.now)
+    services = Services(manager)
+    for _ in range(3):
+        assert cache.resolve(SecretRef(secret="s"), services) == VALUE
+    assert manager.reads == 1
+    clock.t += 301
+    cache.resolve(SecretRef(secret="s"), services)
+    assert manager.reads == 2
+    assert VALUE not in repr(vars(cache))  # held as SecretStr
+    assert cache_for(services) is cache_for(services)
+    assert cache_for(services) is not cache_for(Services(manager))
+
+
+@pytest.mark.parametrize(
+    ("ref", "code", "failure_type", "transient", "message"),
+    [
+        (
+            SecretRef(secret="gone"),
+            None,
+            FailureType.CONFIGURATION_ERROR,
+            False,
+            "secret 'gone': not found (ResourceNotFoundException)",
+        ),
+        (
+            SecretRef(secret="doc", json_key="nope"),
+            None,
+            FailureType.CONFIGURATION_ERROR,
+            False,
+            "secret 'doc' (key 'nope'): the secret has no such key",
+        ),
+        (
+            SecretRef(secret="plain", json_key="token"),
+            None,
+            FailureType.CONFIGURATION_ERROR,
+            False,
+            "secret 'plain' (key 'token'): the secret is not a JSON object",
+        ),
+        (
+            SecretRef(secret="plain"),
+            "AccessDeniedException",
+            FailureType.PERMISSION_ERROR,
+            False,
+            "secret 'plain': access denied (AccessDeniedException)",
+        ),
+        (
+            SecretRef(secret="plain"),
+            "ThrottlingException",
+            None,
+            True,
+            "secret 'plain': unavailable (ThrottlingException)",
+        ),
+        (
+            SecretRef(parameter="/gone"),
+            None,
+            FailureType.CONFIGURATION_ERROR,
+            False,
+            "parameter '/gone': not found (ParameterNotFound)",
+        ),
+    ],
+)
+def test_errors_name_the_reference_never_the_value(
+    ref: SecretRef,
+    code: str | None,
+    failure_type: FailureType | None,
+    transient: bool,
+    message: str,
+) -> None:
+    manager = FakeSecretsManager({"plain": VALUE, "doc": json.dumps({"token": VALUE})})
+    if code is not None:
+        manager.errors.append(client_error(code, operation="GetSecretValue"))
+    with pytest.raises(SecretError) as caught:
+        resolve(ref, Services(manager))
+    assert (str(caught.value), caught.value.failure_type) == (message, failure_type)
+    assert caught.value.transient is transient
+
+
+def _http_gate(headers: dict[str, Any]) -> Any:
+    step = {"name": "itsm", "http": {"url": "https://itsm.example/c/1", "headers": headers}}
+    return parse_definition(json.dumps({"steps": [step], "outputs": {"S": "steps.itsm.status"}}))
+
+
+def test_http_headers_get_the_value_and_nothing_keeps_it() -> None:
+    definition = _http_gate(
+        {"Authorization": {"secret": "doc", "json_key": "token"}, "Accept": "application/json"}
+    )
+    services = Services(FakeSecretsManager({"doc": json.dumps({"token": VALUE})}))
+    clock = ManualClock()
+    budget = engine.Budget(lambda: 60.0, reserve=1.0)
+    state = engine.start(definition, "r1", clock.now())
+    state = engine.advance(definition, state, clock.now, budget, services)
+    assert state.status is RunStatus.SUCCEEDED
+    assert services.http.headers == [{"Authorization": VALUE, "Accept": "application/json"}]
+    assert VALUE not in state.model_dump_json()
+    assert VALUE not in definition.model_dump_json()
+
+
+def test_an_unresolvable_header_fails_naming_header_and_reference() -> None:
+    definition = _http_gate({"X-Token": {"parameter": "/missing"}})
+    services = Services(FakeSecretsManager({}))
+    clock = ManualClock()
+    budget = engine.Budget(lambda: 60.0, reserve=1.0)
+    state = engine.start(definition, "r1", clock.now())
+    state = engine.advance(definition, state, clock.now, budget, services)
+    assert state.failure is not None
+    assert state.failure.type is FailureType.CONFIGURATION_ERROR
+    assert state.failure.message == (
+        "step 'itsm': header 'X-Token': parameter '/missing': not found (ParameterNotFound)"
+    )
+    assert services.http.headers == []
+
+
+def test_a_server_echoing_the_secret_does_not_put_it_into_the_result() -> None:
+    definition = _http_gate({"Authorization": {"secret": "plain"}, "Accept": "text/plain"})
+    services = Services(FakeSecretsManager({"plain": VALUE}))
+    services.http.echo = True
+    clock = ManualClock()
+    budget = engine.Budget(lambda: 60.0, reserve=1.0)
+    state = engine.start(definition, "r1", clock.now())
+    state = engine.advance(definition, state, clock.now, budget, services)
+    assert state.status is RunStatus.SUCCEEDED
+    result = state.steps[0].result
+    assert result["body"] == {
+        "headers": {"Authorization": "***", "Accept": "text/plain"},
+        "note": "you sent ***",
+    }
+    assert VALUE not in state.model_dump_json()
