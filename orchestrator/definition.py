@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.artifacts_report import OutputArtifacts  # noqa: TC001 - pydantic needs it
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import DefinitionError
 from orchestrator.steps import KINDS, Duration, Expression, Step
@@ -75,6 +76,8 @@ class GateDefinition(BaseModel):
         default_factory=dict
     )
     timeout: Duration = MAX_GATE_TIMEOUT
+    artifacts: OutputArtifacts = Field(default_factory=dict)
+    """Output artifact files, by output artifact name (see orchestrator.artifacts_report)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GateDefinition:

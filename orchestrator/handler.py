@@ -54,8 +54,10 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     `clock` and `output` (where JSON logs and metrics go) are for the local runner;
     Lambda uses the real clock and stdout.
     """
+    from orchestrator.artifacts import ArtifactContext
     from orchestrator.clock import SystemClock
     from orchestrator.job_context import CompositeJobContext
+    from orchestrator.pipeline_context import PipelineContext
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
     from orchestrator.services import Services
     from orchestrator.settings import Settings
@@ -75,6 +77,8 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     job_context = CompositeJobContext(
         [
             # one part per source of run context; each reads only what the definition uses
+            PipelineContext(region=settings.region),
+            ArtifactContext(region=settings.region),
         ]
     )
     ticker = Ticker(store, reporter, clock or SystemClock(), config, services, job_context)
