@@ -34,13 +34,22 @@ test: setup
 
 check: lint typecheck test
 
+# Benchmarks, reported as ratios against a floor measured in the same run (docs/BENCHMARKS.md).
+# Not part of `check`: prints the tables and writes build/bench.json in a few minutes.
+bench: setup
+	$(BIN)/python -m bench.run
+
 # The Lambda package, as `sam build` makes it (template.yaml: BuildMethod makefile). sam runs
 # `build-OrchestratorFunction` with ARTIFACTS_DIR set; `build` makes the same package without
 # sam into build/lambda/ and build/orchestrator-lambda.zip and prints its sizes. Both need
 # only python3 with pip (the runtime dependencies are downloaded as python3.13 arm64 wheels).
-.PHONY: build build-OrchestratorFunction
+# ApprovalFunction (the approval endpoint) is built from the very same package.
+.PHONY: build build-OrchestratorFunction build-ApprovalFunction
 build:
 	$(PY) scripts/build_lambda.py
 
 build-OrchestratorFunction:
+	$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip
+
+build-ApprovalFunction:
 	$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip
