@@ -75,3 +75,49 @@ def table_name(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     create_table(dynamodb, name)
     monkeypatch.setenv("ORCHESTRATOR_TABLE_NAME", name)
     return name
+
+
+# region secret canaries and --soak (issue 7; the mechanism: tests/reliability/canaries.py)
+# Every artifact credential handed out in the session is a canary; a canary found in a log
+# record, a metrics line, a CodePipeline request, a DynamoDB item, a CLI output or captured
+# output fails the session, whatever the test.
+
+
+def _canaries() -> Any:
+    from tests.reliability.canaries import SESSION
+
+    return SESSION
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="reliability suite: ten times the fuzz examples and the runs under load",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _canaries().install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _canaries().uninstall()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _canaries().scan_report(report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _canaries().finish(session)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _canaries().summary():
+        terminalreporter.write_line(line, red=not line.startswith("secret canaries"))
+
+
+# endregion
