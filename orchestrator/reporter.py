@@ -17,7 +17,7 @@ def codepipeline_client(region: str | None = None, max_attempts: int = 5) -> Any
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=3,
         read_timeout=10,
     )

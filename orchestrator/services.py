@@ -96,17 +96,27 @@ class Services:
             self._http = Urllib3Client()
         return self._http
 
-    def aws(self, service: str) -> Any:
-        """A boto3 client for `service`, created once per process."""
-        if service not in self._clients:
+    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+        """A boto3 client for `service`, created once per process.
+
+        `single_attempt` clients never retry: for calls that are not idempotent (invoking a
+        Lambda function), where botocore's retry of a read timeout would run it twice.
+        """
+        key = f"{service}/once" if single_attempt else service
+        if key not in self._clients:
             import boto3
             from botocore.config import Config
 
+            retries: Any = (
+                {"mode": "standard", "total_max_attempts": 1}
+                if single_attempt
+                else {"mode": "standard", "total_max_attempts": 3}
+            )
             config = Config(
-                retries={"mode": "standard", "max_attempts": 3},
+                retries=retries,
                 connect_timeout=5,
-                read_timeout=20,
+                read_timeout=60 if single_attempt else 20,
             )
             factory: Any = boto3.client  # the service name is data here, not a literal
-            self._clients[service] = factory(service, region_name=self._region, config=config)
-        return self._clients[service]
+            self._clients[key] = factory(service, region_name=self._region, config=config)
+        return self._clients[key]

@@ -50,7 +50,8 @@ class HttpRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        # A templated URL is checked once rendered (rendering validates the step again).
+        if not value.startswith(("http://", "https://", "${")):
             raise ValueError(f"invalid URL {value!r}: must start with http:// or https://")
         return value
 

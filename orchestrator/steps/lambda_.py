@@ -69,7 +69,7 @@ class LambdaStep(Step):
 
         function = self.lambda_.function
         try:
-            response = ctx.services.aws("lambda").invoke(
+            response = ctx.services.aws("lambda", single_attempt=True).invoke(
                 FunctionName=function,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(self.lambda_.payload).encode(),

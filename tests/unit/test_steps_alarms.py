@@ -87,8 +87,10 @@ def client_error(code: str, status: int = 400, operation: str = "DescribeAlarms"
 class FakeServices:
     def __init__(self, **clients: Any) -> None:
         self.clients = clients
+        self.single_attempt: dict[str, bool] = {}
 
-    def aws(self, service: str) -> Any:
+    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+        self.single_attempt[service] = single_attempt
         return self.clients[service]
 
 
