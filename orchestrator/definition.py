@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    SerializeAsAny,
     ValidationError,
     model_validator,
 )
@@ -24,7 +25,7 @@ from pydantic import (
 from orchestrator.artifacts_report import OutputArtifacts  # noqa: TC001 - pydantic needs it
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import DefinitionError
-from orchestrator.steps import KINDS, Duration, Expression, Step
+from orchestrator.steps import KINDS, Duration, Expression, Step, kind_class
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -36,27 +37,31 @@ MAX_STEPS = 50
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9@\-_]+")
 
 
-def _kind_of(raw: Any) -> str | None:
-    if isinstance(raw, Step):
-        return raw.kind
-    if not isinstance(raw, dict):
-        return None
-    present = [key for key in KINDS if key in raw]
-    return present[0] if len(present) == 1 else None
+def parse_step(raw: object, index: int) -> Step:
+    """One step of the definition, as the model of its kind; DefinitionError names the path."""
+    keys = [key for key in KINDS if isinstance(raw, dict) and key in raw]
+    if len(keys) != 1:
+        raise DefinitionError(
+            [f"steps[{index}]: each step needs exactly one kind key: {', '.join(KINDS)}"]
+        )
+    try:
+        return kind_class(keys[0]).model_validate(raw)
+    except ValidationError as exc:
+        raise DefinitionError([_format(e, ("steps", index)) for e in exc.errors()]) from None
 
 
-if TYPE_CHECKING:
-    StepSpec = Step
-else:
-    # A tagged union of every registered kind; the tag is the kind key the step carries.
-    StepSpec = Annotated[
-        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in KINDS.items())],  # noqa: UP007
-        Discriminator(
-            _kind_of,
-            custom_error_type="step_kind",
-            custom_error_message=f"each step needs exactly one kind key: {', '.join(KINDS)}",
-        ),
-    ]
+def _steps(raw: object) -> object:
+    """Raw step objects become their kinds' models (validate_definition does this first,
+    collecting every step's errors; this covers direct `GateDefinition.model_validate`)."""
+    if not isinstance(raw, list):
+        return raw
+    parsed: list[object] = []
+    for index, item in enumerate(raw):
+        try:
+            parsed.append(item if isinstance(item, Step) else parse_step(item, index))
+        except DefinitionError as exc:
+            raise ValueError(exc.errors[0]) from None
+    return parsed
 
 
 def _output_names(outputs: dict[str, str]) -> dict[str, str]:
@@ -71,7 +76,9 @@ class GateDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
+    steps: Annotated[list[SerializeAsAny[Step]], BeforeValidator(_steps)] = Field(
+        min_length=1, max_length=MAX_STEPS
+    )
     outputs: Annotated[dict[str, Expression], AfterValidator(_output_names)] = Field(
         default_factory=dict
     )
@@ -105,6 +112,7 @@ class GateDefinition(BaseModel):
         return step.timeout if step.timeout is not None else self.timeout
 
 
+@lru_cache(maxsize=64)
 def parse_definition(user_parameters: str | None) -> GateDefinition:
     """Parse and validate UserParameters; raise DefinitionError naming every bad field."""
     if user_parameters is None or not user_parameters.strip():
@@ -117,24 +125,41 @@ def parse_definition(user_parameters: str | None) -> GateDefinition:
 
 
 def validate_definition(raw: object) -> GateDefinition:
-    """Validate an already-decoded definition."""
+    """Validate an already-decoded definition, reporting every bad field at once."""
     if not isinstance(raw, dict):
         raise DefinitionError(["UserParameters: expected a JSON object with 'steps'"])
+    data = dict(raw)
+    errors: list[str] = []
+    if isinstance(raw.get("steps"), list):
+        parsed: list[Step] = []
+        for index, item in enumerate(raw["steps"]):
+            try:
+                parsed.append(parse_step(item, index))
+            except DefinitionError as exc:
+                errors.extend(exc.errors)
+                parsed.append(_placeholder(index))
+        data["steps"] = parsed
     try:
-        return GateDefinition.model_validate(raw)
-    except DefinitionError:
-        raise
+        definition = GateDefinition.model_validate(data)
+    except DefinitionError as exc:
+        errors.extend(exc.errors)
     except ValidationError as exc:
-        raise DefinitionError([_format(error) for error in exc.errors()]) from None
+        errors.extend(_format(error) for error in exc.errors())
+    if errors:
+        raise DefinitionError(errors)
+    return definition
 
 
-def _format(error: ErrorDetails) -> str:
-    loc = list(error["loc"])
-    # A tagged union puts the kind's tag after the step index: drop it from the path.
-    if len(loc) > 2 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in KINDS:
-        del loc[2]
+def _placeholder(index: int) -> Step:
+    """Stands in for an invalid step so the rest of the definition is still checked."""
+    from orchestrator.steps.wait import WaitStep
+
+    return WaitStep(name=f"__invalid_step_{index}", wait=1.0)
+
+
+def _format(error: ErrorDetails, prefix: tuple[str | int, ...] = ()) -> str:
     path = ""
-    for part in loc:
+    for part in (*prefix, *error["loc"]):
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

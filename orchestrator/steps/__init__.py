@@ -5,6 +5,8 @@ To add a kind: write `<kind>.py` with a `Step` subclass and list it in `KINDS`.
 
 from __future__ import annotations
 
+import importlib
+
 from orchestrator.steps._base import (
     Done,
     Duration,
@@ -16,26 +18,26 @@ from orchestrator.steps._base import (
     Step,
     StepContext,
 )
-from orchestrator.steps.alarms import AlarmsStep
-from orchestrator.steps.approval import ApprovalStep
-from orchestrator.steps.http import HttpStep
-from orchestrator.steps.lambda_ import LambdaStep
-from orchestrator.steps.python import PythonStep
-from orchestrator.steps.state_machine import StateMachineStep
-from orchestrator.steps.wait import WaitStep
 
-KINDS: dict[str, type[Step]] = {
-    kind.kind: kind
-    for kind in (
-        WaitStep,
-        HttpStep,
-        AlarmsStep,
-        StateMachineStep,
-        LambdaStep,
-        PythonStep,
-        ApprovalStep,
-    )
+KINDS: dict[str, str] = {
+    "wait": "orchestrator.steps.wait:WaitStep",
+    "http": "orchestrator.steps.http:HttpStep",
+    "alarms": "orchestrator.steps.alarms:AlarmsStep",
+    "state_machine": "orchestrator.steps.state_machine:StateMachineStep",
+    "lambda": "orchestrator.steps.lambda_:LambdaStep",
+    "python": "orchestrator.steps.python:PythonStep",
+    "approval": "orchestrator.steps.approval:ApprovalStep",
 }
+"""Kind key -> "module:Class". Modules are imported when a definition first uses the kind:
+a cold start pays only for the kinds its gate has."""
+
+
+def kind_class(kind: str) -> type[Step]:
+    """The Step subclass for a kind key (KeyError if there is no such kind)."""
+    module_name, _, class_name = KINDS[kind].partition(":")
+    found: type[Step] = getattr(importlib.import_module(module_name), class_name)
+    return found
+
 
 __all__ = [
     "KINDS",
@@ -51,4 +53,5 @@ __all__ = [
     # the interface of a kind
     "Step",
     "StepContext",
+    "kind_class",
 ]
