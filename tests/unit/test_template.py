@@ -444,6 +444,7 @@ CONDITIONAL = {
     "StateMachineArns": {"StartStateMachines", "DescribeStateMachineExecutions"},
     "InvokableFunctionArns": {"InvokeFunctions"},
     "SecretArns": {"ReadSecrets"},
+    "SsmParameterArns": {"ReadParameters"},
     "NotificationTopicArns": {"PublishToOtherTopics"},
 }
 ALWAYS = {
@@ -473,6 +474,7 @@ def test_conditional_statements_are_absent_when_their_parameters_are_empty() -> 
 MACHINES = "arn:aws:states:eu-west-1:123456789012:stateMachine:a,arn:aws:states:eu-west-1:123456789012:stateMachine:b"  # noqa: E501
 FUNCTIONS = "arn:aws:lambda:eu-west-1:123456789012:function:check"
 SECRETS = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:itsm-token-AbCdEf"
+PARAMETERS = "arn:aws:ssm:eu-west-1:123456789012:parameter/itsm/token"
 TOPICS = "arn:aws:sns:eu-west-1:123456789012:ops,arn:aws:sns:eu-west-1:123456789012:dev"
 
 
@@ -481,6 +483,7 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         StateMachineArns=MACHINES,
         InvokableFunctionArns=FUNCTIONS,
         SecretArns=SECRETS,
+        SsmParameterArns=PARAMETERS,
         NotificationTopicArns=TOPICS,
     )
     assert set(statements) == ALWAYS | set().union(*CONDITIONAL.values())
@@ -495,6 +498,8 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
     assert statements["InvokeFunctions"]["Resource"] == [FUNCTIONS]
     assert statements["ReadSecrets"]["Action"] == "secretsmanager:GetSecretValue"
     assert statements["ReadSecrets"]["Resource"] == [SECRETS]
+    assert statements["ReadParameters"]["Action"] == "ssm:GetParameter"
+    assert statements["ReadParameters"]["Resource"] == [PARAMETERS]
     assert statements["PublishToOtherTopics"]["Resource"] == TOPICS.split(",")
 
 
@@ -504,6 +509,7 @@ def test_each_parameter_adds_only_its_own_statements(parameter: str, sids: set[s
         "StateMachineArns": MACHINES,
         "InvokableFunctionArns": FUNCTIONS,
         "SecretArns": SECRETS,
+        "SsmParameterArns": PARAMETERS,
         "NotificationTopicArns": TOPICS,
     }
     assert set(role_statements(**{parameter: values[parameter]})) == ALWAYS | sids
@@ -513,7 +519,7 @@ def test_conditional_statements_are_fn_if_with_no_value() -> None:
     role = transformed()["Resources"][ROLE]
     statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     conditional = [s for s in statements if set(s) == {"Fn::If"}]
-    assert len(conditional) == 5
+    assert len(conditional) == 6
     for statement in conditional:
         condition, _, otherwise = statement["Fn::If"]
         assert otherwise == {"Ref": "AWS::NoValue"}
