@@ -23,9 +23,8 @@ def template_path() -> Path:
     raise FileNotFoundError("template.yaml not found beside the state package or above it")
 
 
-@cache
-def load_template(path: Path | None = None) -> dict[str, Any]:
-    """The template as plain data; CloudFormation tags (!Ref, !Sub...) become dicts."""
+def load_cfn_yaml(text: str) -> Any:
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt...) in their long forms."""
     import yaml
 
     class _Loader(yaml.SafeLoader):
@@ -40,12 +39,20 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
         else:
             assert isinstance(node, yaml.MappingNode)
             value = loader.construct_mapping(node, deep=True)
-        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-        return {name: value}
+        if suffix in ("Ref", "Condition"):
+            return {suffix: value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
 
     _Loader.add_multi_constructor("!", _tag)
-    text = (path or template_path()).read_text()
-    data = yaml.load(text, Loader=_Loader)
+    return yaml.load(text, Loader=_Loader)
+
+
+@cache
+def load_template(path: Path | None = None) -> dict[str, Any]:
+    """The template as plain data."""
+    data = load_cfn_yaml((path or template_path()).read_text())
     assert isinstance(data, dict)
     return data
 

@@ -58,27 +58,17 @@ def _run_order(action: Action) -> int:
 
 
 def load_document(text: str) -> Any:
-    """JSON, or YAML (with CloudFormation tags kept as plain mappings)."""
+    """JSON, or YAML (CloudFormation's short tags in their long forms)."""
     try:
         return json.loads(text)
     except ValueError:
         pass
     import yaml
 
-    class _Loader(yaml.SafeLoader):
-        pass
+    from state.schema import load_cfn_yaml
 
-    def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            return {suffix: loader.construct_scalar(node)}
-        if isinstance(node, yaml.SequenceNode):
-            return {suffix: loader.construct_sequence(node, deep=True)}
-        assert isinstance(node, yaml.MappingNode)
-        return {suffix: loader.construct_mapping(node, deep=True)}
-
-    _Loader.add_multi_constructor("!", _tag)
     try:
-        return yaml.load(text, Loader=_Loader)
+        return load_cfn_yaml(text)
     except yaml.YAMLError as exc:
         raise PipelineError(f"neither JSON nor YAML: {exc}") from None
 

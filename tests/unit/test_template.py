@@ -27,8 +27,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
+
+from state.schema import load_cfn_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -59,33 +60,8 @@ RESOURCE_STAR_ALLOWED = frozenset(
 # Loading
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags turned into their long forms."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def load_cfn(path: Path) -> dict[str, Any]:
-    data = yaml.load(path.read_text(), Loader=_CfnLoader)
+    data = load_cfn_yaml(path.read_text())
     assert isinstance(data, dict)
     return data
 
