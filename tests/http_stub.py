@@ -10,48 +10,75 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Self
 
 
-class StubServer:
-    def __init__(self, script: list[tuple[int, Any]]) -> None:
-        self.script = list(script)
-        self.hits = 0
-        self.hang = threading.Event()
-        self._lock = threading.Lock()
-        stub = self
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with `reply`."""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if stub.hang.is_set():
-                    stub.hang.wait(0)  # keep the connection open without answering
-                    threading.Event().wait(30)
-                    return
-                with stub._lock:
-                    stub.hits += 1
-                    status, body = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = "application/json",
+    ) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
+    def body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class Loopback:
+    """A threaded HTTP server on 127.0.0.1 (a free port), served from a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> StubServer:
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StubServer(Loopback):
+    """Answers GETs from a script of (status, JSON body); the last answer repeats."""
+
+    def __init__(self, script: list[tuple[int, Any]]) -> None:
+        self.script = list(script)
+        self.hits = 0
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                with stub._lock:
+                    stub.hits += 1
+                    status, body = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
+                self.reply(status, json.dumps(body).encode())
+
+        super().__init__(Handler)
 
 
 @contextmanager

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -19,6 +17,7 @@ import urllib3
 from orchestrator import engine
 from orchestrator.definition import parse_definition
 from orchestrator.model import Answer, AnswerKind, RunRecord
+from tests.http_stub import Loopback, QuietHandler
 
 if TYPE_CHECKING:
     from state.dynamodb import DynamoRunStore
@@ -29,18 +28,17 @@ MALLORY = "arn:aws:iam::123456789012:user/mallory"
 CANARY_KEY = "CANARY-approval-key-" + "7f3a" * 12
 
 
-class EndpointServer:
+class EndpointServer(Loopback):
     """A function URL stand-in: each request becomes a payload-2.0 event for `handler`."""
 
     def __init__(self, handler: Any) -> None:
         self.events: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.body()
                 event = {
                     "version": "2.0",
                     "routeKey": "$default",
@@ -65,31 +63,12 @@ class EndpointServer:
                 outer.events.append(event)
                 response = handler(event, None)
                 body = str(response.get("body", "")).encode()
-                self.send_response(int(response["statusCode"]))
-                for name, value in response.get("headers", {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                headers = dict(response.get("headers", {}))
+                self.reply(int(response["statusCode"]), body, headers, content_type=None)
 
             do_GET = do_POST = do_PUT = _serve
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> EndpointServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        super().__init__(Handler, "/")
 
 
 http = urllib3.PoolManager(retries=False)
@@ -147,30 +126,16 @@ def stored_run(
     return run_id
 
 
-class Webhook:
+class Webhook(Loopback):
     """A chat webhook stand-in that keeps every JSON body it is sent."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                outer.bodies.append(json.loads(self.body()))
+                self.reply(200, b"ok", content_type=None)
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0/B0/SECRET"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/hooks/T0/B0/SECRET")

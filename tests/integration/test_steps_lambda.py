@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pytest
 
+from tests.http_stub import Loopback, QuietHandler
 from tests.integration.test_steps_rig import StepsRig, steps_rig
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 PREFIX = "/2015-03-31/functions/"
 
 
-class LambdaPeer:
+class LambdaPeer(Loopback):
     """Functions by name, each `payload -> (status, extra headers, body)`; records every call."""
 
     def __init__(self, functions: dict[str, Callable[[Any], tuple[int, dict[str, str], Any]]]):
@@ -34,10 +34,9 @@ class LambdaPeer:
         self._lock = threading.Lock()
         peer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                payload = json.loads(self.rfile.read(length) or b"null")
+                payload = json.loads(self.body() or b"null")
                 name = unquote(self.path.removeprefix(PREFIX).split("/invocations")[0])
                 kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
                 with peer._lock:
@@ -51,31 +50,9 @@ class LambdaPeer:
                     )
                 else:
                     status, headers, body = function(payload)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, json.dumps(body).encode(), headers)
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LambdaPeer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        super().__init__(Handler)
 
 
 def checks(payload: Any) -> tuple[int, dict[str, str], Any]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import urllib.request
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -21,6 +19,7 @@ from orchestrator import _log, handler
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import ActionResult, run_action
 from orchestrator.local.emulator import CodePipelineEmulator
+from tests.http_stub import Loopback, QuietHandler
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -105,36 +104,16 @@ def moto_config(endpoint: str, config: dict[str, Any], restore: dict[str, Any]) 
         post(restore)
 
 
-class Recorder:
+class Recorder(Loopback):
     """A loopback HTTP server answering 200 {"ok": true} and recording each request."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 recorder.requests.append((self.path, dict(self.headers.items())))
-                data = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(200, b'{"ok": true}')
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        super().__init__(Handler)
