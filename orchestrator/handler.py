@@ -66,7 +66,8 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
 
     settings = Settings()  # fields come from the environment
     _log.configure(settings.log_level, output)
-    reporter = CodePipelineReporter(codepipeline_client(settings.region))
+    codepipeline = codepipeline_client(settings.region)
+    reporter = CodePipelineReporter(codepipeline)
     store = DynamoRunStore(bind_model(settings.table_name, settings.region))
     config = TickConfig(
         idle_check_interval=settings.idle_check_interval_seconds,
@@ -77,7 +78,7 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     job_context = CompositeJobContext(
         [
             # one part per source of run context; each reads only what the definition uses
-            PipelineContext(region=settings.region),
+            PipelineContext(codepipeline, region=settings.region),
             ArtifactContext(region=settings.region),
         ]
     )
