@@ -15,7 +15,6 @@ Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli_view import ConsoleView, JsonView
 from orchestrator.definition import parse_definition
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.exceptions import DefinitionError
@@ -40,7 +40,6 @@ from orchestrator.local.pipeline import (
 from orchestrator.local.runner import (
     DEFAULT_DATA_DIR,
     DEFAULT_TABLE,
-    Event,
     LocalStack,
     RehearsalOptions,
     rehearse,
@@ -141,7 +140,7 @@ def run(
         reply_timeout=_duration(reply_timeout),
         action_timeout=_duration(action_timeout),
     )
-    view = _JsonView() if json_output else _ConsoleView(console, speed)
+    view = JsonView() if json_output else ConsoleView(console, speed)
     with LocalStack(
         table_name=table,
         dynamodb_endpoint=dynamodb_endpoint,
@@ -187,89 +186,6 @@ def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) ->
         for line in errors:
             console.print(f"  {line}", markup=False)
     raise typer.Exit(EXIT_INVALID)
-
-
-class _JsonView:
-    def __call__(self, event: Event) -> None:
-        print(json.dumps(event, default=str), flush=True)
-
-
-_COUNTDOWN = re.compile(r": next check in \S+$")
-
-
-class _ConsoleView:
-    """Round-by-round progress, like the CodePipeline console's action details."""
-
-    def __init__(self, console: Console, speed: float) -> None:
-        self.console = console
-        self.speed = speed
-        self.timeout = 0.0
-        self.last_shown = ""
-        self.quiet_rounds = 0
-
-    def __call__(self, event: Event) -> None:
-        getattr(self, f"_{event['event']}")(event)
-
-    def _store(self, e: Event) -> None:
-        self.console.print(f"state: {e['description']}, table [bold]{e['table']}[/]")
-        if self.speed != 1:
-            self.console.print(f"clock: {self.speed:g}x real time")
-
-    def _action_skipped(self, e: Event) -> None:
-        self.console.print(
-            f"[dim]{e['stage']} / {e['action']}: skipped ({e['type']}: {e['reason']})[/]"
-        )
-
-    def _action_started(self, e: Event) -> None:
-        try:
-            self.timeout = parse_definition(e["user_parameters"]).timeout
-        except DefinitionError:
-            self.timeout = 0.0
-        ns = f" (namespace {e['namespace']})" if e.get("namespace") else ""
-        self.console.rule(f"{e['stage']} / {e['action']}{ns}")
-
-    def _round(self, e: Event) -> None:
-        summary = str(e["summary"])
-        stable = _COUNTDOWN.sub("", summary)
-        if stable == self.last_shown and e["status"] == "InProgress":
-            self.quiet_rounds += 1
-            return
-        self.last_shown = stable
-        percent = e["percent"] if e["percent"] is not None else 0
-        bar = "█" * (percent // 5) + "░" * (20 - percent // 5)
-        remaining = max(0.0, self.timeout - e["elapsed"]) if self.timeout else 0.0
-        quiet = f" (+{self.quiet_rounds} idle)" if self.quiet_rounds else ""
-        self.quiet_rounds = 0
-        self.console.print(
-            f"round {e['round']:>4}{quiet}  job {e['job_id'][:8]}  {bar} {percent:>3}%  "
-            f"elapsed {format_duration(e['elapsed'])}  left {format_duration(remaining)}  "
-            f"{e['status']}: {summary}",
-            markup=False,
-        )
-
-    def _action_finished(self, e: Event) -> None:
-        where = f"{e['stage']} / {e['action']}"
-        if e["status"] == "Succeeded":
-            rounds = e.get("rounds", 0)
-            self.console.print(
-                f"[green]{where} succeeded[/] after {rounds} rounds, "
-                f"{format_duration(e.get('elapsed', 0))} of pipeline time"
-            )
-            if e.get("outputs"):
-                table = Table("output variable", "value", title="outputVariables")
-                for key, value in e["outputs"].items():
-                    table.add_row(key, value)
-                self.console.print(table)
-        else:
-            self.console.print(f"[bold red]{where} failed: {e['failure_type']}[/]")
-            self.console.print(f"  {e['failure_message']}", markup=False)
-
-    def _finished(self, e: Event) -> None:
-        colour = "green" if e["status"] == "Succeeded" else "red"
-        runs = ", ".join(e["run_ids"])
-        self.console.print(
-            f"[{colour}]{e['status']}[/] (exit {e['exit_code']}); run ids: {runs or '-'}"
-        )
 
 
 # endregion

@@ -35,6 +35,7 @@ PACKAGES = ("orchestrator", "state")
 EXCLUDED = (
     PurePosixPath("orchestrator/local"),  # local runner and CodePipeline emulator
     PurePosixPath("orchestrator/cli.py"),  # the CLI needs the `cli` extra (typer, rich)
+    PurePosixPath("orchestrator/cli_view.py"),  # ... and so does its output
     PurePosixPath("orchestrator/cli"),
     PurePosixPath("orchestrator/__main__.py"),  # `python -m orchestrator` is the CLI
 )

@@ -765,6 +765,7 @@ def test_the_package_takes_only_the_runtime_code() -> None:
         assert "__pycache__" not in path.parts, path
         assert path.suffix not in {".pyc", ".pyo"}, path
     assert PurePosixPath("orchestrator/cli.py") not in packaged
+    assert PurePosixPath("orchestrator/cli_view.py") not in packaged
     assert PurePosixPath("orchestrator/__main__.py") not in packaged
     # Everything under orchestrator/ and state/ that is not excluded is there.
     on_disk = {
