@@ -1,0 +1,1 @@
+"""Reliability and security: faults at every I/O boundary, fuzzing, load, secret canaries."""
