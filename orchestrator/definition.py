@@ -119,6 +119,8 @@ def parse_definition(user_parameters: str | None) -> GateDefinition:
         raise DefinitionError(["UserParameters: empty; expected a JSON object with 'steps'"])
     try:
         raw = json.loads(user_parameters)
+    except RecursionError:
+        raise DefinitionError(["UserParameters: nested too deeply"]) from None
     except ValueError as exc:
         raise DefinitionError([f"UserParameters: not valid JSON ({exc})"]) from None
     return validate_definition(raw)

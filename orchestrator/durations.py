@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -16,7 +17,7 @@ def parse_duration(text: str) -> float:
     """Return the duration in seconds, or raise ValueError naming the text."""
     raw = text.strip()
     seconds = _parse_iso(raw) if raw[:1] in ("P", "p") else _parse_short(raw)
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         raise ValueError(f"invalid duration {text!r} (use e.g. '30s', '10m', '1h30m', 'PT1H')")
     return seconds
 

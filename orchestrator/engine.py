@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from jmespath.exceptions import JMESPathError
 from pydantic import ValidationError
 
 from orchestrator.durations import format_duration
@@ -204,7 +205,10 @@ def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
     context = run_context(definition, run)
     outputs: dict[str, str] = {}
     for name, expression in definition.outputs.items():
-        value = search(expression, context)
+        try:
+            value = search(expression, context)
+        except JMESPathError as exc:  # e.g. a function given the wrong type at run time
+            return _fail(run, at, f"outputs.{name}: {exc}", FailureType.CONFIGURATION_ERROR)
         outputs[name] = value if isinstance(value, str) else json.dumps(value)
     size = sum(len(k.encode()) + len(v.encode()) for k, v in outputs.items())
     if size > MAX_OUTPUT_BYTES:

@@ -7,6 +7,7 @@ standard retry mode; endpoints follow the standard `AWS_ENDPOINT_URL_*` variable
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +53,7 @@ class Urllib3Client:
     ) -> HttpResponse:
         import urllib3
 
+        deadline = time.monotonic() + timeout
         try:
             response: urllib3.BaseHTTPResponse = self._pool.request(
                 method,
@@ -63,7 +65,7 @@ class Urllib3Client:
                 redirect=False,
             )
             try:
-                data = response.read(MAX_BODY_BYTES + 1)
+                data = _read_by(response, deadline, url)
             finally:
                 response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -72,6 +74,22 @@ class Urllib3Client:
             raise HttpError(f"response from {_origin(url)} exceeds {MAX_BODY_BYTES} bytes")
         headers_out = {key.lower(): value for key, value in response.headers.items()}
         return HttpResponse(status=response.status, headers=headers_out, body=data)
+
+
+def _read_by(response: urllib3.BaseHTTPResponse, deadline: float, url: str) -> bytes:
+    """The body, read in chunks as they arrive, giving up at `deadline`: a per-read
+    timeout alone lets a server that trickles bytes hold the tick past the Lambda's end."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        if time.monotonic() >= deadline:
+            raise HttpError(f"response from {_origin(url)} too slow")
+        chunk = response.read1(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _origin(url: str) -> str:

@@ -62,7 +62,10 @@ def render(value: Any, context: Any) -> Any:
 
 
 def _evaluate(expression: str, context: Any) -> Any:
-    found = jmespath.search(expression.strip(), context)
+    try:
+        found = jmespath.search(expression.strip(), context)
+    except JMESPathError as exc:  # e.g. a function given the wrong type at run time
+        raise TemplateError(f"${{{expression.strip()}}}: {exc}") from None
     if found is None:
         raise TemplateError(f"${{{expression.strip()}}} is null in the run context")
     return found

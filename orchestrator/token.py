@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -79,7 +80,10 @@ class Token:
                 step_index=int(raw["i"]),
                 percent=int(raw["p"]),
             )
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            numbers = (token.started_at, token.deadline, token.due, token.checked_at)
+            if not all(math.isfinite(n) for n in numbers):
+                raise ValueError("not finite")
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError, binascii.Error):
             raise UnknownTokenError("unknown continuation token: garbled") from None
         return token
 

@@ -177,7 +177,12 @@ class DynamoRunStore:
 
 
 def _code(exc: PynamoDBException) -> str:
-    return exc.cause_response_code or type(exc.cause or exc).__name__
+    """The AWS error code, or the exception's name when there was no response at all."""
+    try:
+        code = exc.cause_response_code
+    except AttributeError:  # pynamodb assumes a response; timeouts and resets have none
+        code = None
+    return code or type(exc.cause or exc).__name__
 
 
 def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:

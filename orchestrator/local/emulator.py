@@ -425,6 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.0: one request per connection, so no idle keep-alive thread outlives a test."""
 
     protocol_version = "HTTP/1.0"
+    disable_nagle_algorithm = True  # else each small answer waits ~40 ms for a delayed ACK
     timeout = 30  # a client that connects and never sends cannot hold stop() forever
     server: _Server
 

@@ -10,6 +10,7 @@ A step kind is one module in this package with one `Step` subclass. The engine c
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -31,6 +32,8 @@ def _duration(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"invalid duration {value!r} (use e.g. '30s', '10m', '1h30m', 'PT1H')")
     seconds = parse_duration(value) if isinstance(value, str) else float(value)
+    if not math.isfinite(seconds):
+        raise ValueError("invalid duration: must be a finite number of seconds")
     if seconds <= 0:
         raise ValueError(f"invalid duration {value!r}: must be positive")
     return seconds

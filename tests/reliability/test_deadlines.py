@@ -9,8 +9,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from orchestrator.local.driver import LambdaContext
 from tests.reliability.figures import FIGURES
 from tests.reliability.rig import Function, Rig
@@ -166,14 +164,6 @@ def test_an_invocation_about_to_time_out_answers_without_polling(rig: Rig) -> No
     assert job.answer is not None and "continuationToken" in job.answer["params"]
 
 
-BUG_TRICKLE = (
-    "BUG orchestrator/services.py Urllib3Client.request: the timeout bounds each socket read, "
-    "not the request, so a server that trickles its body (a byte per read) keeps the tick "
-    "past the Lambda deadline: the job is never answered"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_TRICKLE)
 def test_a_step_that_answers_one_byte_at_a_time_is_given_up_before_the_deadline(
     rig: Rig,
 ) -> None:

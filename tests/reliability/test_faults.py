@@ -51,7 +51,6 @@ def run_many(rig: Rig, function: Function, runs: int, **kwargs: object) -> list[
 
 def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(hang_seconds=1.3)
-    rig.store_retries = 10  # see test_a_dynamodb_timeout_after_every_retry_defers_the_job
     rig.proxy.set_rates(throttle=0.12, server_error=0.08, timeout=0.03, lost_response=0.08)
     function = Function(rig)
     results = run_many(rig, function, RUNS)
@@ -99,15 +98,6 @@ def test_a_dynamodb_outage_defers_the_job_and_the_next_one_resumes(rig: Rig) -> 
     assert summaries[1:3] == ["state store unavailable; will retry at the next check"] * 2
 
 
-BUG_TIMEOUT_CODE = (
-    "BUG state/dynamodb.py _code(): pynamodb's cause_response_code raises AttributeError "
-    "when the cause has no response (a read timeout, a closed connection), so a DynamoDB "
-    "timeout that outlasts the retries fails the gate ('internal error') instead of "
-    "deferring the job"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_TIMEOUT_CODE)
 @pytest.mark.parametrize("kind", ["timeout", "lost_response"])
 def test_a_dynamodb_timeout_after_every_retry_defers_the_job(
     make_rig: Callable[..., Rig], kind: str

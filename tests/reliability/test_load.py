@@ -38,7 +38,6 @@ def test_hundreds_of_runs_at_once_under_faults(make_rig: Callable[..., Rig]) -> 
     # A slower clock than elsewhere: waits last seconds, so runs take many rounds each.
     rig = make_rig(faults=faults, speed=60.0, hang_seconds=2.5)
     rig.read_timeout = 2.0  # hundreds of threads on two cores: a slow answer is not a fault
-    rig.store_retries = 10  # see test_faults.py: a timeout outlasting the retries is a bug
     rig.proxy.set_rates(throttle=0.03, server_error=0.03, timeout=0.002, lost_response=0.01)
     function = Function(rig)
     function.app()
