@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 NPM_PACKAGE = "amplify-dynamodb-simulator@2.9.30"
 
@@ -79,6 +80,16 @@ def free_port() -> int:
         return port
 
 
+def end_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate a child process, killing it if it has not exited within 10 seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class DynamoDBLocal:
     """A running DynamoDB Local on loopback; in memory unless `db_path` is given."""
 
@@ -136,12 +147,7 @@ class DynamoDBLocal:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            end_process(self._process)
             self._process = None
 
     def __enter__(self) -> DynamoDBLocal:
