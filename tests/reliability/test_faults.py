@@ -51,6 +51,11 @@ def run_many(rig: Rig, function: Function, runs: int, **kwargs: object) -> list[
 
 def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(hang_seconds=1.3)
+    # Each kind at least once, whatever the random draws (which threads make unrepeatable),
+    # then random faults on every request.
+    rig.proxy.plan("GetItem", "throttle", "none", "server_error", "none", "timeout")
+    rig.proxy.plan("UpdateItem", "lost_response")
+    rig.proxy.plan("PutItem", "lost_response")
     rig.proxy.set_rates(throttle=0.12, server_error=0.08, timeout=0.03, lost_response=0.08)
     function = Function(rig)
     results = run_many(rig, function, RUNS)
@@ -58,11 +63,10 @@ def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(make_rig: Callable[
     assert verdict.problems() == []
     injected = rig.proxy.injected
     assert all(injected[kind] > 0 for kind in injected), injected
-    # Each write whose response was lost came back, retried, as a genuine conditional-check
-    # failure, which the tick took for what it was: its own write, already applied.
-    counts = rig.proxy.counts
-    lost_writes = counts["lost_response:UpdateItem"] + counts["lost_response:PutItem"]
-    assert counts["conditional_check_failed"] >= lost_writes
+    # Whether a lost write's retry reaches DynamoDB (and meets a genuine conditional-check
+    # failure) or runs out of attempts (and the job is deferred) depends on the draws; the
+    # verdict holds either way. test_writes_whose_responses_were_lost_are_recognised_when_
+    # retried pins the first path down.
 
 
 def test_writes_whose_responses_were_lost_are_recognised_when_retried(rig: Rig) -> None:
