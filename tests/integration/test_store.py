@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import botocore.session
 import pytest
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
@@ -69,6 +70,20 @@ def test_conditional_writes(table_name: str) -> None:
     loaded = store.load("r1")
     assert loaded is not None and loaded.version == 2 and loaded.last_answer.summary == "v2"
     assert store.load("missing") is None
+
+
+def test_a_store_that_borrows_boto3s_data_loader_works_and_parses_nothing_twice(
+    table_name: str,
+) -> None:
+    core = botocore.session.get_session()
+    model = bind_model(table_name, loader_from=core)
+    store = DynamoRunStore(model)
+    store.save(record("r1", 1), None)
+    loaded = store.load("r1")
+    assert loaded is not None and loaded.version == 1
+    session = model._get_connection().connection.session
+    assert session is not core
+    assert session.get_component("data_loader") is core.get_component("data_loader")
 
 
 def test_only_one_of_many_concurrent_writers_wins(table_name: str) -> None:
