@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jmespath.exceptions import JMESPathError
@@ -56,8 +57,13 @@ def advance(
     now: Callable[[], float],
     budget: Budget,
     services: Any = None,
+    claim: Callable[[str, str, dict[str, Any]], bool] | None = None,
 ) -> RunState:
-    """Return the run advanced as far as it can go right now (the input is not modified)."""
+    """Return the run advanced as far as it can go right now (the input is not modified).
+
+    `claim(step, key, value)` is the store's once-per-key write into a step's decisions
+    (see `StepContext.claim`).
+    """
     run = state.model_copy(deep=True)
     if run.status is not RunStatus.RUNNING:
         return run
@@ -97,7 +103,13 @@ def advance(
             return run
         context = run_context(definition, run)
         ctx = StepContext(
-            run.run_id, at, context, budget.time_left, services, run.decisions.get(step.name, {})
+            run.run_id,
+            at,
+            context,
+            budget.time_left,
+            services,
+            run.decisions.get(step.name, {}),
+            partial(claim, step.name) if claim is not None else None,
         )
         outcome = _poll(step, step_state, ctx)
         step_state.polls += 1

@@ -199,7 +199,10 @@ class Ticker:
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
-        new_state = engine.advance(definition, state, self._clock.now, budget, self._services)
+        claim = self._claim(state.run_id) if record is not None else _unclaimable
+        new_state = engine.advance(
+            definition, state, self._clock.now, budget, self._services, claim
+        )
         if new_state.status is RunStatus.SUCCEEDED:
             try:
                 self._job_context.finish(job, definition, new_state)
@@ -213,6 +216,15 @@ class Ticker:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             return self._answer(job, definition, new_state, record.nonce), Progress.UNCHANGED
         return self._commit(job, definition, record, new_state, token)
+
+    def _claim(self, run_id: str) -> Callable[[str, str, dict[str, Any]], bool]:
+        def claim(step: str, key: str, value: dict[str, Any]) -> bool:
+            try:
+                return self._store.record_decision(run_id, step, key, value)
+            except StoreUnavailable:
+                return False
+
+        return claim
 
     def _commit(
         self,
@@ -373,3 +385,8 @@ def monotonic_deadline(seconds: float) -> Callable[[], float]:
     """A `time_left()` function counting down real seconds from now."""
     end = time.monotonic() + seconds
     return lambda: end - time.monotonic()
+
+
+def _unclaimable(step: str, key: str, value: dict[str, Any]) -> bool:
+    """Claims on a run's first tick: it is not stored yet, so nothing can be claimed."""
+    return False

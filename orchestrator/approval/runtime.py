@@ -1,33 +1,24 @@
-"""What the approval step needs at notify time besides `ctx.services`.
+"""What the approval step needs at notify time besides `ctx.services` and `ctx.claim`.
 
-The runs store (to claim the notification exactly once), the endpoint's base URL and the
-signing key's secret ARN come from `Settings`, read when a step first notifies and cached
-per distinct value: the step kinds are built before any settings exist, and `Services`
-carries AWS clients only. Tests install their own with `use()`.
+The endpoint's base URL and the signing key's secret ARN come from `Settings`, read when a
+step notifies (once per step): the step kinds are built before any settings exist, and
+`Services` carries AWS clients only. Tests install their own with `use()`.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from orchestrator.ports import RunStore
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """The store, and where links point and what signs them (None: send no links)."""
+    """Where links point and what signs them (None: send no links)."""
 
-    store: RunStore
     base_url: str | None = None
     secret_arn: str | None = None
 
 
 _override: Runtime | None = None
-_built: dict[tuple[str, str | None, str | None, str | None], Runtime] = {}
-_lock = threading.Lock()
 
 
 def use(runtime: Runtime | None) -> None:
@@ -43,19 +34,4 @@ def current() -> Runtime:
     from orchestrator.settings import Settings
 
     settings = Settings()  # fields come from the environment
-    key = (
-        settings.table_name,
-        settings.region,
-        settings.approval_url,
-        settings.approval_secret_arn,
-    )
-    with _lock:
-        found = _built.get(key)
-        if found is None:
-            from state.dynamodb import DynamoRunStore, bind_model
-
-            store = DynamoRunStore(bind_model(settings.table_name, settings.region))
-            found = _built[key] = Runtime(
-                store, settings.approval_url, settings.approval_secret_arn
-            )
-        return found
+    return Runtime(settings.approval_url, settings.approval_secret_arn)

@@ -119,7 +119,13 @@ class StepContext:
     time_left: Callable[[], float]
     services: Any = field(default=None)
     decisions: Mapping[str, Any] = field(default_factory=dict)
-    """Decisions recorded for this step from outside the tick (approvals), by principal."""
+    """Decisions recorded for this step outside the tick's own writes, by key: approvers'
+    (by principal), and the step's claims (keys starting with "~")."""
+    claim: Callable[[str, dict[str, Any]], bool] | None = None
+    """Record `value` under `key` in this step's decisions, once: True for the one caller
+    that wrote it; False when it was there already, or the run is not stored yet (its first
+    tick), or the store is unavailable. Seen as `decisions` from the next tick on. None
+    when there is no store (the engine alone)."""
 
 
 class Retry(BaseModel):

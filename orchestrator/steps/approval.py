@@ -16,9 +16,9 @@ When it starts, the step keeps its approvers in its memo: that is what the CLI a
 endpoint check against, as they only have the run's state, not its definition.
 
 The notification goes out once per step, even when two deliveries of a job poll at the
-same moment: it is claimed with the store's once-per-key write under `~notify` before it
-is sent (a claim that cannot be made yet, because the run is not stored yet, is tried again
-at the next tick). It is at most once: if sending fails, the CLI still works.
+same moment: it is claimed with the store's once-per-key write (`ctx.claim`) under `~notify`
+before it is sent (a claim that cannot be made yet, because the run is not stored yet, is
+tried again at the next tick). It is at most once: if sending fails, the CLI still works.
 """
 
 from __future__ import annotations
@@ -155,19 +155,13 @@ class ApprovalStep(Step):
         if NOTIFY_KEY in ctx.decisions:  # another delivery claimed it: it sent the message
             memo["notify"] = "sent"
             return False
-        if ctx.services is None:
+        if ctx.services is None or ctx.claim is None:
             memo["notify"] = "skipped"
             return False
         from orchestrator.approval import runtime
-        from orchestrator.exceptions import StoreUnavailable
 
         found = runtime.current()
-        claim = {"decision": "notify", "comment": "", "at": ctx.now}
-        try:
-            claimed = found.store.record_decision(ctx.run_id, self.name, NOTIFY_KEY, claim)
-        except StoreUnavailable:
-            claimed = False
-        if not claimed:
+        if not ctx.claim(NOTIFY_KEY, {"decision": "notify", "comment": "", "at": ctx.now}):
             attempts = int(memo.get("notify_attempts", 0)) + 1
             memo["notify_attempts"] = attempts
             if attempts >= MAX_CLAIM_ATTEMPTS:

@@ -8,27 +8,43 @@ function error (`X-Amz-Function-Error`) fails the gate with the function's `erro
 `errorMessage`. Throttling and Lambda's own 5xx fail the step *retryably*: give the step a
 `retry` and they are tried again later; nothing else is retried by the step.
 
-Invoking is not idempotent. The function may run more than once for one step: botocore's
-standard retry mode re-sends an Invoke that was throttled, got a 5xx or timed out reading
-the response (the services' client reads for at most 20 s, so keep these functions quick;
-start a `state_machine` for long work), a step `retry` invokes again, and two deliveries of
-one job that arrive at the same moment both poll before one of them wins the write. Make the
-function idempotent, e.g. keyed on `${run.id}` in the payload.
+Once per attempt, even when deliveries race. Before invoking, the delivery claims the
+attempt with the store's once-per-key write (`~invoke-<n>` in the step's decisions); a
+delivery that finds it claimed waits for the claimant's outcome, which the claimant also
+records (`~result-<n>`) before writing the run, so it survives a claimant whose write of
+the run loses the race. The claim carries a random id that the run's memo keeps, so a claim
+written but reported as failed (its response lost) is recognised as the run's own at the
+next tick, which then invokes. A claim with no outcome after `CLAIM_LEASE_SECONDS` of real time
+belongs to an invocation that died: the step fails saying the function may have run. On
+the run's first tick nothing can be claimed yet (the run is not stored), so a gate that
+starts with a `lambda` step invokes on its second tick.
+
+Invoking is still not idempotent: botocore re-sends nothing (the client makes a single
+attempt), but a response that never arrives (the client reads for at most 60 s, so keep
+these functions quick; start a `state_machine` for long work) fails the step saying the
+function may have run, and each `retry` invokes again. Make the function idempotent where
+that matters, e.g. keyed on `${run.id}` in the payload.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.model import FailureType
-from orchestrator.steps._base import Done, Failed, Outcome, Step, StepContext
+from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
     from orchestrator.model import StepState
 
+CLAIM_LEASE_SECONDS = 16 * 60.0
+"""Real seconds after which a claim without an outcome was abandoned: the orchestrator's
+own function runs for 15 minutes at most."""
+CLAIM_RECHECK_SECONDS = 10.0
 MAX_RESULT_CHARS = 64_000
 MAX_ERROR_CHARS = 1000
 _THROTTLING = frozenset(
@@ -60,6 +76,47 @@ class LambdaStep(Step):
     lambda_: LambdaCall = Field(alias="lambda")
 
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
+        attempt = int(state.memo.get("invocations", 0))
+        claim_key, result_key = f"~invoke-{attempt}", f"~result-{attempt}"
+        recorded = ctx.decisions.get(result_key)
+        if isinstance(recorded, dict):  # claimed, invoked and recorded by another delivery
+            state.memo["invocations"] = attempt + 1
+            return _replayed(recorded)
+        if ctx.claim is not None:
+            held = ctx.decisions.get(claim_key)
+            if isinstance(held, dict) and held.get("by") != state.memo.get("claim"):
+                return self._held(held, ctx)
+            # Not held, or held by this run's own earlier tick, whose claim was written but
+            # reported as failed (its response was lost) and which therefore did not invoke.
+            if not isinstance(held, dict):
+                state.memo["claim"] = secrets.token_hex(8)
+                claimed = {"at": time.time(), "by": state.memo["claim"]}
+                if not ctx.claim(claim_key, claimed):
+                    return Pending(
+                        f"claiming the invocation of {self.lambda_.function}",
+                        next_check=ctx.now + CLAIM_RECHECK_SECONDS,
+                    )
+        outcome = self._invoke(ctx)
+        state.memo["invocations"] = attempt + 1
+        if ctx.claim is not None:
+            ctx.claim(result_key, _recorded(outcome))
+        return outcome
+
+    def _held(self, held: dict[str, Any], ctx: StepContext) -> Outcome:
+        """Another delivery claimed this attempt and has not recorded its outcome yet."""
+        function = self.lambda_.function
+        age = time.time() - float(held.get("at", 0.0))
+        if age < CLAIM_LEASE_SECONDS:
+            return Pending(
+                f"another delivery is invoking {function}",
+                next_check=ctx.now + CLAIM_RECHECK_SECONDS,
+            )
+        return Failed(
+            f"step '{self.name}': the invocation of {function} claimed {age:.0f}s ago never "
+            "recorded an outcome; the function may have run"
+        )
+
+    def _invoke(self, ctx: StepContext) -> Done | Failed:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -109,6 +166,24 @@ class LambdaStep(Step):
         if "AccessDenied" in code or status == 403:
             return Failed(text, FailureType.PERMISSION_ERROR)
         return Failed(text, FailureType.CONFIGURATION_ERROR)
+
+
+def _recorded(outcome: Done | Failed) -> dict[str, Any]:
+    if isinstance(outcome, Done):
+        return {"result": outcome.result}
+    kind = outcome.failure_type.value if outcome.failure_type is not None else None
+    return {"failed": outcome.message, "failure_type": kind, "retryable": outcome.retryable}
+
+
+def _replayed(recorded: dict[str, Any]) -> Done | Failed:
+    if "failed" not in recorded:
+        return Done(recorded.get("result"))
+    kind = recorded.get("failure_type")
+    return Failed(
+        str(recorded["failed"]),
+        FailureType(kind) if kind else None,
+        retryable=bool(recorded.get("retryable")),
+    )
 
 
 def _decode(raw: bytes) -> Any:

@@ -122,13 +122,27 @@ def test_a_job_delivered_twice_in_a_row_invokes_once(rig: StepsRig, peer: Lambda
         assert job.answer is not None and len(job.rejected) == 1
 
 
-def test_concurrent_deliveries_advance_once_but_may_each_invoke(
-    rig: StepsRig, peer: LambdaPeer
-) -> None:
-    """Documented: two deliveries polling at the same moment both invoke (the write is
-    what dedupes, and it comes after the poll). The run still advances once."""
+def test_concurrent_deliveries_invoke_once(rig: StepsRig, peer: LambdaPeer) -> None:
+    """Three deliveries of every job at the same moment: the attempt is claimed in the
+    table before invoking, so the function runs once and the run advances once."""
     result = rig.run(gate("checks"), duplicates="concurrent", concurrency=3)
     assert result.status == "Succeeded", result.failure_message
-    assert 1 <= len(peer.calls) <= 3, peer.calls
+    assert result.output_variables == {"Healthy": "true"}
+    assert len(peer.calls) == 1, peer.calls
     for job in result.jobs:
         assert job.answer is not None and len(job.rejected) == 2
+
+
+def test_a_gate_that_starts_with_a_lambda_step_invokes_on_its_second_tick(
+    rig: StepsRig, peer: LambdaPeer
+) -> None:
+    definition = {"steps": [gate("checks")["steps"][1]], "outputs": {"Run": "steps.check.run"}}
+    result = rig.run(definition, duplicates="concurrent", concurrency=2)
+    assert result.status == "Succeeded", result.failure_message
+    assert result.output_variables == {"Run": result.jobs[0].job_id}
+    assert len(peer.calls) == 1, peer.calls
+    first = result.jobs[0].answer
+    assert first is not None
+    assert first["params"]["executionDetails"]["summary"] == (
+        "step 1/1 'check': claiming the invocation of checks"
+    )

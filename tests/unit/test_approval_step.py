@@ -137,7 +137,7 @@ def rig_for() -> Iterator[Any]:
 
     def make(definition: dict[str, Any]) -> Rig:
         rig = Rig(definition)
-        runtime.use(runtime.Runtime(rig.store))
+        runtime.use(runtime.Runtime())
         rigs.append(rig)
         return rig
 

@@ -3,8 +3,10 @@ does (a StreamingBody payload, `FunctionError` on a function error, ClientError 
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import time
 from typing import Any
 
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
@@ -43,19 +45,46 @@ class FakeLambda:
         return response
 
 
+class Claims:
+    """The store's once-per-key write into a step's decisions, as the ticker provides it;
+    `lose_answers` claims are written but reported as failed (their response was lost)."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.lose_answers = 0
+
+    def __call__(self, step: str, key: str, value: dict[str, Any]) -> bool:
+        slot = self.decisions.setdefault(step, {})
+        if key in slot:
+            return False
+        slot[key] = value
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return False
+        return True
+
+
 class Runner:
-    def __init__(self, step: dict[str, Any], script: list[Any]) -> None:
+    def __init__(
+        self, step: dict[str, Any], script: list[Any], claims: Claims | None = None
+    ) -> None:
         steps = [{"name": "first", "wait": "1s"}, {"name": "check", **step}]
         self.definition: GateDefinition = parse_definition(json.dumps({"steps": steps}))
         self.clock = ManualClock(T0)
         self.function = FakeLambda(script)
+        self.claims = claims
         self.state: RunState = engine.start(self.definition, "run-1", T0)
 
     def tick(self, after: float = 0.0) -> RunState:
         self.clock.t += after
         budget = engine.Budget(lambda: 60.0, reserve=1.0)
         services = FakeServices(**{"lambda": self.function})
-        self.state = engine.advance(self.definition, self.state, self.clock.now, budget, services)
+        state = self.state
+        if self.claims is not None:  # as the ticker does: the decisions stored so far
+            state = state.model_copy(update={"decisions": copy.deepcopy(self.claims.decisions)})
+        self.state = engine.advance(
+            self.definition, state, self.clock.now, budget, services, self.claims
+        )
         return self.state
 
 
@@ -141,3 +170,86 @@ def test_an_unreachable_endpoint_is_retryable_and_text_responses_are_kept_as_tex
     assert runner.tick(1).status is RunStatus.RUNNING
     assert runner.tick(5).status is RunStatus.SUCCEEDED
     assert runner.state.steps[1].result == "plain"
+
+
+# -- claims: one invocation per attempt, however many deliveries poll ----------------------
+
+
+def test_the_attempt_is_claimed_before_invoking_and_its_outcome_recorded() -> None:
+    claims = Claims()
+    runner = Runner({"lambda": {"function": "checks"}}, [(None, {"ok": 1})], claims)
+    runner.tick()
+    assert runner.tick(1).status is RunStatus.SUCCEEDED
+    assert len(runner.function.invocations) == 1
+    recorded = claims.decisions["check"]
+    assert recorded["~invoke-0"]["by"] == runner.state.steps[1].memo["claim"]
+    assert recorded["~result-0"] == {"result": {"ok": 1}}
+
+
+def test_an_attempt_claimed_elsewhere_waits_then_takes_the_recorded_outcome() -> None:
+    claims = Claims()
+    claims.decisions["check"] = {"~invoke-0": {"at": time.time(), "by": "another-delivery"}}
+    runner = Runner({"lambda": {"function": "checks"}}, [], claims)
+    runner.tick()
+    assert runner.tick(1).status is RunStatus.RUNNING
+    assert runner.state.steps[1].detail == "another delivery is invoking checks"
+    assert runner.tick(5).status is RunStatus.RUNNING  # not due again before 10 s
+    claims.decisions["check"]["~result-0"] = {"result": {"ok": 2}}
+    assert runner.tick(5).status is RunStatus.SUCCEEDED
+    assert runner.state.steps[1].result == {"ok": 2}
+    assert runner.function.invocations == []
+
+
+def test_a_claim_that_never_recorded_an_outcome_fails_saying_the_function_may_have_run() -> None:
+    claims = Claims()
+    claims.decisions["check"] = {"~invoke-0": {"at": time.time() - 1000, "by": "crashed"}}
+    runner = Runner({"lambda": {"function": "checks"}}, [], claims)
+    runner.tick()
+    state = runner.tick(1)
+    assert state.failure is not None
+    assert state.failure.message.startswith(
+        "step 'check': the invocation of checks claimed 1000s ago never recorded an outcome"
+    )
+    assert state.failure.message.endswith("; the function may have run")
+    assert runner.function.invocations == []
+
+
+def test_a_claim_whose_answer_was_lost_is_the_runs_own_at_the_next_tick() -> None:
+    claims = Claims()
+    claims.lose_answers = 1
+    runner = Runner({"lambda": {"function": "checks"}}, [(None, {"ok": 3})], claims)
+    runner.tick()
+    assert runner.tick(1).status is RunStatus.RUNNING
+    assert runner.state.steps[1].detail == "claiming the invocation of checks"
+    assert runner.function.invocations == []
+    assert runner.tick(10).status is RunStatus.SUCCEEDED
+    assert len(runner.function.invocations) == 1
+
+
+def test_a_recorded_retryable_failure_is_retried_under_a_new_claim() -> None:
+    claims = Claims()
+    claims.decisions["check"] = {
+        "~invoke-0": {"at": time.time(), "by": "another-delivery"},
+        "~result-0": {"failed": "throttled", "failure_type": None, "retryable": True},
+    }
+    step = {"lambda": {"function": "checks"}, "retry": {"attempts": 2, "backoff": "5s"}}
+    runner = Runner(step, [(None, {"ok": 4})], claims)
+    runner.tick()
+    assert runner.tick(1).status is RunStatus.RUNNING
+    assert runner.state.steps[1].detail == "throttled; retry 1/1 in 5s"
+    assert runner.function.invocations == []
+    assert runner.tick(5).status is RunStatus.SUCCEEDED
+    assert len(runner.function.invocations) == 1
+    assert claims.decisions["check"]["~result-1"] == {"result": {"ok": 4}}
+
+
+def test_a_recorded_failure_keeps_its_type() -> None:
+    claims = Claims()
+    claims.decisions["check"] = {
+        "~result-0": {"failed": "denied", "failure_type": "PermissionError", "retryable": False}
+    }
+    runner = Runner({"lambda": {"function": "checks"}}, [], claims)
+    runner.tick()
+    state = runner.tick(1)
+    assert state.failure is not None
+    assert (state.failure.type, state.failure.message) == (FailureType.PERMISSION_ERROR, "denied")
