@@ -38,7 +38,9 @@ class RunStore(Protocol):
     ) -> bool:
         """Record one principal's decision on a step of a running run, at most once.
 
-        False if the run is unknown or over, or this principal already decided this step.
+        False if the run is unknown or over, or this principal already decided this step
+        (with another value: finding exactly this value there, e.g. when the write was
+        applied but its response lost, is True).
         """
         ...
 

@@ -155,19 +155,30 @@ class DynamoRunStore:
         self, run_id: str, step: str, principal: str, decision: dict[str, Any]
     ) -> bool:
         model = self._model
-        slot = model.decisions[f"{step}|{principal}"]
+        key, value = f"{step}|{principal}", json.dumps(decision)
+        slot = model.decisions[key]
         try:
             model(run_id).update(
-                actions=[slot.set(json.dumps(decision))],
+                actions=[slot.set(value)],
                 condition=model.run_id.exists()
                 & (model.status == RunStatus.RUNNING.value)
                 & slot.does_not_exist(),
             )
         except PynamoDBException as exc:
             if _code(exc) == _CONDITION_FAILED:
-                return False
+                # Our own write, applied but its response lost and retried by botocore?
+                return self._holds(run_id, key, value)
             raise StoreUnavailable(f"run {run_id}: decision failed ({_code(exc)})") from exc
         return True
+
+    def _holds(self, run_id: str, key: str, value: str) -> bool:
+        """Whether the run's decisions hold exactly `value` under `key`."""
+        try:
+            item = self._model.get(run_id, consistent_read=True, attributes_to_get=["decisions"])
+        except PynamoDBException:
+            return False  # unknown: the caller was told no, which is the safe side
+        raw = item.decisions.as_dict() if item.decisions is not None else {}  # type: ignore[no-untyped-call]
+        return bool(raw.get(key) == value)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         statuses = [status] if status else list(RunStatus)

@@ -82,7 +82,7 @@ class MemoryStore:
                 return False
             slot = self.decisions.setdefault(run_id, {}).setdefault(step, {})
             if principal in slot:
-                return False
+                return bool(slot[principal] == decision)
             slot[principal] = decision
             return True
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -161,7 +162,9 @@ class ApprovalStep(Step):
         from orchestrator.approval import runtime
 
         found = runtime.current()
-        if not ctx.claim(NOTIFY_KEY, {"decision": "notify", "comment": "", "at": ctx.now}):
+        # A value of its own: the store answers True to whoever finds exactly its value there.
+        claim = {"decision": "notify", "comment": "", "at": ctx.now, "by": secrets.token_hex(8)}
+        if not ctx.claim(NOTIFY_KEY, claim):
             attempts = int(memo.get("notify_attempts", 0)) + 1
             memo["notify_attempts"] = attempts
             if attempts >= MAX_CLAIM_ATTEMPTS:

@@ -190,3 +190,22 @@ def test_a_late_answer_is_refused_without_failing_the_invocation(rig: Rig) -> No
     handler.use(None)
     FIGURES.add("faults", {"codepipeline_late_answer": 1})
     assert rig.writes.double_advances() == [] and function.escaped == []
+
+
+def test_a_claim_whose_response_was_lost_is_still_the_claimants(rig: Rig) -> None:
+    """The once-per-key write (approvals, notification and `lambda` claims) is applied, its
+    response lost; botocore's retry meets the claim and the store recognises it as its own."""
+    function = Function(rig)
+    definition = json.dumps({"steps": [{"name": "w", "wait": "1h"}]})
+    job = rig.emulator.create_job({"FunctionName": "f", "UserParameters": definition})
+    function(job.event, LambdaContext(60))  # the run is stored
+    store = rig.store()
+    rig.proxy.plan("UpdateItem", "lost_response")
+    mine = {"at": 1.0, "by": "this-delivery"}
+    assert store.record_decision(job.job_id, "w", "~invoke-0", mine) is True
+    assert rig.proxy.counts["lost_response:UpdateItem"] == 1
+    assert rig.proxy.counts["conditional_check_failed"] >= 1
+    theirs = {"at": 1.0, "by": "another-delivery"}
+    assert store.record_decision(job.job_id, "w", "~invoke-0", theirs) is False
+    assert store.record_decision(job.job_id, "w", "~invoke-0", mine) is True  # still ours
+    handler.use(None)
