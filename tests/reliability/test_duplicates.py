@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from tests.http_stub import stub_server
+from tests.lambda_peer import LambdaPeer, checks
 from tests.reliability.figures import scaled
 from tests.reliability.rig import (
     APPROVED,
@@ -17,6 +19,8 @@ from tests.reliability.rig import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import pytest
 
 COPIES = min(scaled(24), 120)
 
@@ -57,3 +61,29 @@ def test_sequential_duplicates_of_every_job(rig: Rig) -> None:
     verdict = rig.check([result], function, approval_outputs)
     assert verdict.problems() == []
     assert all(len(job.rejected) == 1 for job in result.jobs)
+
+
+def test_a_lambda_step_runs_once_per_run_while_deliveries_race_and_dynamodb_fails(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every job of four gates delivered four times at once, through DynamoDB throttling,
+    5xx and lost responses: each gate's function is invoked exactly once (the claim)."""
+    rig = make_rig()
+    rig.proxy.set_rates(throttle=0.04, server_error=0.04, lost_response=0.04)
+    gate = {
+        "steps": [
+            {"name": "bake", "wait": "1m"},
+            {"name": "check", "lambda": {"function": "checks", "payload": {"run": "${run.id}"}}},
+        ],
+        "outputs": {"Run": "steps.check.run"},
+    }
+    with LambdaPeer({"checks": checks}) as peer:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", peer.url)
+        function = Function(rig)
+        results = [
+            rig.run(gate, function, duplicates="concurrent", concurrency=4) for _ in range(4)
+        ]
+    verdict = rig.check(results, function, lambda result: {"Run": result.jobs[0].job_id})
+    assert verdict.problems() == []
+    invoked = Counter(payload["run"] for _, payload, _ in peer.calls)
+    assert invoked == {result.jobs[0].job_id: 1 for result in results}
