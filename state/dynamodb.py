@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.constants import NONE
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
@@ -113,8 +114,12 @@ class DynamoRunStore:
             if expected_version is None:
                 item.save(condition=model.run_id.does_not_exist())
             else:
-                # UPDATE, not PUT: a cancel request written meanwhile must survive.
-                item.update(
+                # UPDATE, not PUT: a cancel request written meanwhile must survive. Through
+                # the model's table connection rather than `item.update()`, which asks for
+                # the whole item back (ReturnValues ALL_NEW) only to parse it again.
+                model._get_connection().update_item(
+                    record.run_id,
+                    return_values=NONE,
                     actions=[
                         model.version.set(item.version),
                         model.status.set(item.status),
