@@ -190,8 +190,9 @@ def measure(
     stack: Stack, recording: Recording, table: str, runs: int = 9, unbytecoded_runs: int = 3
 ) -> dict[str, Any]:
     """Medians of `runs` handler and baseline processes; -X importtime; the same without
-    bytecode caches (how the Lambda package runs: built with --no-compile, no __pycache__,
-    and /var/task is read-only, so every cold start compiles every module)."""
+    bytecode caches (how the Lambda package would run without the bytecode the build
+    compiles into it: /var/task is read-only, so every cold start would compile every
+    module)."""
     from bench.rig import GATE
 
     env = _child_env(stack, table)

@@ -247,7 +247,7 @@ def _cold(results: dict[str, Any]) -> list[str]:
     bare = cold.get("no_bytecode")
     if bare:
         out.append(
-            f"| import + first tick, no .pyc anywhere (as the Lambda package runs) | "
+            f"| import + first tick, no .pyc anywhere (a package without its bytecode) | "
             f"{_ms(bare['handler']['cold_ms'])} ms | {_ms(bare['baseline']['cold_ms'])} ms | "
             f"{bare['ratio']:.2f}x |"
         )
