@@ -152,6 +152,41 @@ class ArtifactContext:
                 raise _s3_error(exc, doing, _where(artifact)) from exc
             log.info("output artifact written", extra={"artifact": artifact.name})
 
+    def read_file(self, job: Job, name: str, path: str, max_bytes: int) -> tuple[bytes, str | None]:
+        """One file of one input artifact, as bytes, and the artifact's revision.
+
+        GateFailed names the artifact and the file when either is missing or too big;
+        ArtifactStoreUnavailable when S3 is busy or unreachable."""
+        inputs = {a.name: a for a in job.data.input_artifacts}
+        if name not in inputs:
+            present = ", ".join(sorted(inputs)) or "none"
+            raise GateFailed(
+                f"the action has no input artifact {name!r} (its input artifacts: {present})",
+                "ConfigurationError",
+            )
+        artifact = inputs[name]
+        client = self._client(job, f"read input artifact {name!r}")
+        data = _download(client, artifact, self._limits)
+        what = f"input artifact {name!r}"
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                try:
+                    entry = archive.getinfo(path)
+                except KeyError:
+                    files = sorted(i.filename for i in archive.infolist() if not i.is_dir())
+                    listing = ", ".join(files[:10]) or "no files"
+                    more = f" and {len(files) - 10} more" if len(files) > 10 else ""
+                    raise GateFailed(
+                        f"{what} has no file {path!r} (it has: {listing}{more})",
+                        "ConfigurationError",
+                    ) from None
+                limits = Limits(max_file_bytes=max_bytes)
+                return _read_entry(archive, entry, what, limits), artifact.revision
+        except (*_UNREADABLE, ValueError) as exc:
+            raise GateFailed(
+                f"{what} at {_where(artifact)} is not a readable zip file ({exc})"
+            ) from None
+
     def _client(self, job: Job, purpose: str) -> S3Objects:
         credentials = job.data.artifact_credentials
         if credentials is None:

@@ -252,6 +252,7 @@ def status(
                     "state": state.model_dump(mode="json"),
                     "updated_at": record.updated_at,
                     "cancel_requested_by": record.cancel_requested_by,
+                    "definition": record.pin.model_dump(mode="json") if record.pin else None,
                 }
             )
         )
@@ -272,6 +273,17 @@ def status(
         f"last advanced {format_duration(time.time() - record.updated_at)} ago "
         f"(version {record.version}, by job {record.last_job_id})"
     )
+    if record.pin is not None:
+        pin = record.pin
+        version = f", version {pin.version}" if pin.version else ""
+        args = ", ".join(f"{k}={v}" for k, v in sorted(pin.args.items()))
+        console.print(
+            f"definition: {pin.source}{version}, sha256 {pin.sha256}"
+            + (f", args {args}" if args else ""),
+            markup=False,
+        )
+    else:
+        console.print("definition: inline (UserParameters)")
     steps = Table("#", "step", "kind", "state", "started", "finished", "polls", "detail")
     for index, step in enumerate(state.steps):
         phase = "done" if step.finished_at else "running" if step.started_at else "pending"

@@ -114,16 +114,22 @@ class GateDefinition(BaseModel):
 
 @lru_cache(maxsize=64)
 def parse_definition(user_parameters: str | None) -> GateDefinition:
-    """Parse and validate UserParameters; raise DefinitionError naming every bad field."""
+    """Parse and validate an inline definition; raise DefinitionError naming every bad field.
+
+    UserParameters may also reference a definition: `orchestrator.reference` reads both."""
+    return validate_definition(decode_user_parameters(user_parameters))
+
+
+def decode_user_parameters(user_parameters: str | None) -> object:
+    """UserParameters as the handler reads them: strict JSON (no BOM, no trailing comma)."""
     if user_parameters is None or not user_parameters.strip():
         raise DefinitionError(["UserParameters: empty; expected a JSON object with 'steps'"])
     try:
-        raw = json.loads(user_parameters)
+        return json.loads(user_parameters)
     except RecursionError:
         raise DefinitionError(["UserParameters: nested too deeply"]) from None
     except ValueError as exc:
         raise DefinitionError([f"UserParameters: not valid JSON ({exc})"]) from None
-    return validate_definition(raw)
 
 
 def validate_definition(raw: object) -> GateDefinition:

@@ -65,6 +65,7 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
     from orchestrator.services import Services
     from orchestrator.settings import Settings
+    from orchestrator.sources import DefinitionSources
     from orchestrator.tick import TickConfig
     from state.dynamodb import DynamoRunStore, bind_model
 
@@ -82,14 +83,16 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
         reserve_seconds=settings.reserve_seconds,
     )
     services = Services(region=settings.region)
+    artifacts = ArtifactContext(region=settings.region)
     job_context = CompositeJobContext(
         [
             # one part per source of run context; each reads only what the definition uses
             PipelineContext(codepipeline, region=settings.region),
-            ArtifactContext(region=settings.region),
+            artifacts,
         ]
     )
-    ticker = Ticker(store, reporter, clock or SystemClock(), config, services, job_context)
+    sources = DefinitionSources(services, artifacts)
+    ticker = Ticker(store, reporter, clock or SystemClock(), config, services, job_context, sources)
     metrics = Metrics(settings.metrics_namespace, output or sys.stdout)
     return App(ticker, reporter, settings.safety_margin_seconds, metrics)
 

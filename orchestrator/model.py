@@ -79,6 +79,23 @@ class RunState(BaseModel):
     """Per step name, per principal: {"decision", "comment", "at"} (approvals)."""
 
 
+class Pin(BaseModel):
+    """Which definition a referenced run uses, fixed on its first tick.
+
+    `definition` is the sha256 of the expanded definition, the key it is stored under
+    (once, beside the runs: `RunStore.put_definition`); `sha256` is that of the source as
+    read, what `sha256sum` says of the file.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    version: str | None = None
+    sha256: str
+    definition: str
+    args: dict[str, str] = Field(default_factory=dict)
+
+
 class AnswerKind(enum.Enum):
     """The three answers a job can get."""
 
@@ -151,6 +168,8 @@ class RunRecord(BaseModel):
     expires_at: int
     cancel_requested_by: str | None = None
     decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pin: Pin | None = None
+    """Set for a referenced gate: written with the run's first write, never changed."""
 
     @property
     def run_id(self) -> str:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
     from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+    from orchestrator.reference import Fetched, GateRef
 
 
 class RunStore(Protocol):
@@ -27,6 +28,15 @@ class RunStore(Protocol):
 
         Raises ConflictError when another writer got there first, StoreUnavailable on faults.
         """
+        ...
+
+    def put_definition(self, key: str, document: str, expires_at: int) -> None:
+        """Keep a pinned definition (canonical JSON) under its sha256 `key` until
+        `expires_at` (epoch seconds) at least. Raises StoreUnavailable."""
+        ...
+
+    def load_definition(self, key: str) -> str | None:
+        """The pinned definition stored under `key`; None if absent. Raises StoreUnavailable."""
         ...
 
     def request_cancel(self, run_id: str, who: str) -> bool:
@@ -62,6 +72,15 @@ class JobContext(Protocol):
 
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
         """Called once a run succeeded, before the final answer (e.g. output artifacts)."""
+        ...
+
+
+class DefinitionSource(Protocol):
+    """Reads referenced gate definitions (artifact files, S3 objects, SSM parameters)."""
+
+    def fetch(self, job: Job, ref: GateRef) -> Fetched:
+        """The document's bytes and version. Raises DefinitionError (ConfigurationError)
+        naming the reference when it cannot be read, TransientError to retry later."""
         ...
 
 

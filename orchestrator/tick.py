@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import engine
-from orchestrator.definition import parse_definition
+from orchestrator.definition import MAX_GATE_TIMEOUT, GateDefinition
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import (
     ConflictError,
+    DefinitionError,
     StoreUnavailable,
     TerminalError,
     TransientError,
@@ -50,16 +51,18 @@ from orchestrator.model import (
     RunState,
     RunStatus,
 )
+from orchestrator.pinning import Pins
 from orchestrator.ports import NoJobContext
+from orchestrator.reference import Reference, read_user_parameters
 from orchestrator.token import Token, new_nonce
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from orchestrator.clock import Clock
-    from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
-    from orchestrator.ports import Delivery, JobContext, Reporter, RunStore
+    from orchestrator.model import Pin
+    from orchestrator.ports import DefinitionSource, Delivery, JobContext, Reporter, RunStore
 
 log = logging.getLogger("orchestrator")
 
@@ -104,8 +107,10 @@ class Ticker:
         config: TickConfig | None = None,
         services: Any = None,
         job_context: JobContext | None = None,
+        sources: DefinitionSource | None = None,
     ) -> None:
         self._store = store
+        self._pins = Pins(store, sources)
         self._reporter = reporter
         self._clock = clock
         self._config = config or TickConfig()
@@ -134,51 +139,69 @@ class Ticker:
     # region deciding
 
     def _decide(self, job: Job, time_left: Callable[[], float]) -> tuple[Answer, Progress]:
-        definition = parse_definition(job.user_parameters)
+        spec = read_user_parameters(job.user_parameters)
         now = self._clock.now()
         if job.continuation_token is None:
             # A new run, named after its first job; nonce None means "not created yet".
+            # A referenced gate's timeout is known once it is fetched: until then, the most.
+            timeout = spec.timeout if isinstance(spec, GateDefinition) else MAX_GATE_TIMEOUT
             token = Token(
                 run_id=job.id,
                 nonce=None,
                 job_id=job.id,
                 started_at=now,
-                deadline=now + definition.timeout,
+                deadline=now + timeout,
                 due=now,
                 checked_at=0.0,
                 step_index=0,
                 percent=0,
             )
-            return self._from_store(job, definition, token, time_left)
+            return self._from_store(job, spec, token, time_left)
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
-            return self._idle_answer(job, definition, token, now), Progress.UNCHANGED
-        return self._from_store(job, definition, token, time_left)
+            if token.definition is not None:
+                try:  # from memory on a warm function; a cold one reads it once
+                    definition = self._pins.pinned(token.definition, token.run_id)
+                except StoreUnavailable as exc:
+                    return self._store_down(job, token, exc), Progress.DEFERRED
+                return self._idle_answer(job, definition, token, now), Progress.UNCHANGED
+            if isinstance(spec, GateDefinition):
+                return self._idle_answer(job, spec, token, now), Progress.UNCHANGED
+        return self._from_store(job, spec, token, time_left)
 
     def _is_idle(self, token: Token, now: float) -> bool:
         fresh = now - token.checked_at < self._config.idle_check_interval
         return fresh and token.due > now and token.deadline > now
 
     def _from_store(
-        self, job: Job, definition: GateDefinition, token: Token, time_left: Callable[[], float]
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        time_left: Callable[[], float],
     ) -> tuple[Answer, Progress]:
         try:
             record = self._store.load(token.run_id)
         except StoreUnavailable as exc:
-            return self._store_down(job, definition, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED
         if record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
             )
             return record.last_answer, Progress.UNCHANGED
+        if record is None and token.nonce is not None:
+            raise UnknownTokenError(
+                f"unknown continuation token: run {token.run_id} is not in the table "
+                "(it may have expired)"
+            )
+        try:
+            definition, pin = self._definition(job, spec, record, token)
+        except TransientError as exc:
+            return self._store_down(job, token, exc), Progress.DEFERRED
         if record is None:
-            if token.nonce is not None:
-                raise UnknownTokenError(
-                    f"unknown continuation token: run {token.run_id} is not in the table "
-                    "(it may have expired)"
-                )
             state = engine.start(definition, token.run_id, token.started_at)
-            state = state.model_copy(update={"deadline": token.deadline})
+            if pin is not None:
+                state.context["args"] = dict(pin.args)
         else:
             _check_token(token, record)
             if record.state.status is not RunStatus.RUNNING:
@@ -195,7 +218,7 @@ class Ticker:
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
-            return self._store_down(job, definition, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
@@ -207,15 +230,32 @@ class Ticker:
             try:
                 self._job_context.finish(job, definition, new_state)
             except TransientError as exc:
-                return self._store_down(job, definition, token, exc), Progress.DEFERRED
+                return self._store_down(job, token, exc), Progress.DEFERRED
             except TerminalError as exc:
                 new_state = engine.fail(
                     new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
                 )
         if record is not None and new_state == loaded:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
-            return self._answer(job, definition, new_state, record.nonce), Progress.UNCHANGED
-        return self._commit(job, definition, record, new_state, token)
+            answer = self._answer(job, definition, new_state, record.nonce, pin)
+            return answer, Progress.UNCHANGED
+        return self._commit(job, definition, record, new_state, token, pin)
+
+    def _definition(
+        self, job: Job, spec: GateDefinition | Reference, record: RunRecord | None, token: Token
+    ) -> tuple[GateDefinition, Pin | None]:
+        """The run's definition: the one pinned to it (pinned now if the run is new and its
+        gate referenced), else the inline one."""
+        if record is not None and record.pin is not None:
+            return self._pins.pinned(record.pin.definition, record.run_id), record.pin
+        if isinstance(spec, GateDefinition):
+            return spec, None
+        if record is None:
+            expires_at = token.started_at + MAX_GATE_TIMEOUT + self._config.ttl_days * 86400
+            return self._pins.pin_new(job, spec, expires_at)
+        raise DefinitionError(
+            [f"run {record.run_id} was started with an inline definition, not {spec.ref}"]
+        )
 
     def _claim(self, run_id: str) -> Callable[[str, str, dict[str, Any]], bool]:
         def claim(step: str, key: str, value: dict[str, Any]) -> bool:
@@ -233,11 +273,12 @@ class Ticker:
         previous: RunRecord | None,
         state: RunState,
         token: Token,
+        pin: Pin | None,
     ) -> tuple[Answer, Progress]:
         now = self._clock.now()
         running = state.status is RunStatus.RUNNING
         nonce = new_nonce() if running else None
-        answer = self._answer(job, definition, state, nonce)
+        answer = self._answer(job, definition, state, nonce, pin)
         ttl = int(self._config.ttl_days * 86400)
         record = RunRecord(
             version=(previous.version + 1) if previous else 1,
@@ -251,6 +292,7 @@ class Ticker:
             expires_at=int((state.deadline if running else now) + ttl),
             cancel_requested_by=previous.cancel_requested_by if previous else None,
             decisions=previous.decisions if previous else {},
+            pin=previous.pin if previous else pin,
         )
         try:
             self._store.save(record, previous.version if previous else None)
@@ -258,9 +300,9 @@ class Ticker:
             try:
                 return self._lost_race(job, state.run_id), Progress.UNCHANGED
             except StoreUnavailable as exc:
-                return self._store_down(job, definition, token, exc), Progress.DEFERRED
+                return self._store_down(job, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
-            return self._store_down(job, definition, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED
         return answer, Progress.ADVANCED
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
@@ -278,7 +320,12 @@ class Ticker:
     # region answers
 
     def _answer(
-        self, job: Job, definition: GateDefinition, state: RunState, nonce: str | None
+        self,
+        job: Job,
+        definition: GateDefinition,
+        state: RunState,
+        nonce: str | None,
+        pin: Pin | None,
     ) -> Answer:
         text = engine.summary(definition, state)
         if state.status is RunStatus.SUCCEEDED:
@@ -303,6 +350,7 @@ class Ticker:
             checked_at=now,
             step_index=state.step_index,
             percent=engine.percent(state, now),
+            definition=pin.definition if pin else None,
         )
         return Answer(
             kind=AnswerKind.IN_PROGRESS,
@@ -328,9 +376,7 @@ class Ticker:
             percent=token.percent,
         )
 
-    def _store_down(
-        self, job: Job, definition: GateDefinition, token: Token, exc: Exception
-    ) -> Answer:
+    def _store_down(self, job: Job, token: Token, exc: Exception) -> Answer:
         """Report nothing new: the same nonce, so the next job retries what this one could not."""
         now = self._clock.now()
         log.warning(
@@ -340,16 +386,17 @@ class Ticker:
             return _failure(
                 token.run_id,
                 f"gate timed out after "
-                f"{format_duration(definition.timeout)} while the state store "
+                f"{format_duration(token.deadline - token.started_at)} while the state store "
                 "was unavailable",
                 FailureType.JOB_FAILED,
             )
         # For a run not created yet, this token (nonce None) makes the next job create it.
+        what = "state store unavailable" if isinstance(exc, StoreUnavailable) else str(exc)
         return Answer(
             kind=AnswerKind.IN_PROGRESS,
             run_id=token.run_id,
             token=token.replace(job_id=job.id, checked_at=0.0).encode(),
-            summary="state store unavailable; will retry at the next check",
+            summary=f"{what}; will retry at the next check",
             percent=token.percent,
         )
 

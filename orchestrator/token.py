@@ -42,6 +42,8 @@ class Token:
     checked_at: float
     step_index: int
     percent: int
+    definition: str | None = None
+    """The key of a referenced gate's pinned definition (None: the gate is inline)."""
 
     def encode(self) -> str:
         payload = {
@@ -55,6 +57,8 @@ class Token:
             "i": self.step_index,
             "p": self.percent,
         }
+        if self.definition is not None:
+            payload["g"] = self.definition
         raw = json.dumps(payload, separators=(",", ":")).encode()
         text = _PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
         if len(text) > MAX_TOKEN_CHARS:  # pragma: no cover - run ids are bounded
@@ -79,6 +83,7 @@ class Token:
                 checked_at=float(raw["c"]),
                 step_index=int(raw["i"]),
                 percent=int(raw["p"]),
+                definition=None if raw.get("g") is None else _str(raw["g"]),
             )
             numbers = (token.started_at, token.deadline, token.due, token.checked_at)
             if not all(math.isfinite(n) for n in numbers):

@@ -17,12 +17,15 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
-from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+from orchestrator.model import Answer, Pin, RunRecord, RunState, RunStatus, RunSummary
 
 if TYPE_CHECKING:
     from botocore.session import Session as BotocoreSession
 
 STATUS_INDEX = "by-status"
+DEFINITION_PREFIX = "definition#"
+"""Pinned definitions share the runs table: key `definition#<sha256>`, no `status`, so
+they are in no index; DynamoDB's TTL removes them like runs."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -53,6 +56,7 @@ class RunItem(Model):
     state = UnicodeAttribute()
     answer = UnicodeAttribute()
     cancel_requested_by = UnicodeAttribute(null=True)
+    pin = UnicodeAttribute(null=True)  # JSON of model.Pin; written by the first write only
     # "<step>|<principal>" -> JSON {"decision", "comment", "at"}; written by approvers,
     # never by the tick (whose updates do not touch it).
     decisions: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
@@ -99,6 +103,8 @@ class DynamoRunStore:
         self._model = model
 
     def load(self, run_id: str) -> RunRecord | None:
+        if run_id.startswith(DEFINITION_PREFIX):
+            return None  # not a run
         try:
             item = self._model.get(run_id, consistent_read=True)
         except DoesNotExist:
@@ -142,6 +148,28 @@ class DynamoRunStore:
             if _code(exc) == _CONDITION_FAILED:
                 raise ConflictError(f"run {record.run_id}: version moved on") from exc
             raise StoreUnavailable(f"run {record.run_id}: write failed ({_code(exc)})") from exc
+
+    def put_definition(self, key: str, document: str, expires_at: int) -> None:
+        # Content-addressed: a repeated or concurrent put writes the same bytes (and pushes
+        # the expiry out for the newest run that uses it), so it needs no condition.
+        connection = self._model._get_connection()
+        try:
+            connection.put_item(
+                DEFINITION_PREFIX + key,
+                attributes={"definition": {"S": document}, "expires_at": {"N": str(expires_at)}},
+            )
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"definition {key}: write failed ({_code(exc)})") from exc
+
+    def load_definition(self, key: str) -> str | None:
+        connection = self._model._get_connection()
+        try:
+            found = connection.get_item(DEFINITION_PREFIX + key, consistent_read=True)
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"definition {key}: read failed ({_code(exc)})") from exc
+        item = found.get("Item") or {}
+        value = item.get("definition", {}).get("S")
+        return value if isinstance(value, str) else None
 
     def request_cancel(self, run_id: str, who: str) -> bool:
         model = self._model
@@ -233,6 +261,7 @@ def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
         decisions={},
         answer=record.last_answer.model_dump_json(),
         cancel_requested_by=record.cancel_requested_by,
+        pin=record.pin.model_dump_json() if record.pin else None,
     )
 
 
@@ -250,6 +279,7 @@ def _to_record(item: RunItem) -> RunRecord:
         expires_at=int(item.expires_at),
         cancel_requested_by=item.cancel_requested_by,
         decisions=_decisions(item),
+        pin=Pin.model_validate_json(item.pin) if item.pin else None,
     )
 
 

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
 from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary
 from orchestrator.ports import Delivery
+from orchestrator.reference import Fetched
+from orchestrator.sources import SourceUnavailable
+
+if TYPE_CHECKING:
+    from orchestrator.event import Job
+    from orchestrator.reference import GateRef
 from orchestrator.services import HttpError, HttpResponse
 
 
@@ -23,6 +29,7 @@ class MemoryStore:
         self.items: dict[str, str] = {}
         self.cancels: dict[str, str] = {}
         self.decisions: dict[str, dict[str, dict[str, Any]]] = {}
+        self.definitions: dict[str, str] = {}
         self.reads = 0
         self.writes = 0
         self.down = False
@@ -60,6 +67,20 @@ class MemoryStore:
                     "state": {"cancel_requested_by", "decisions"},
                 }
             )
+
+    def put_definition(self, key: str, document: str, expires_at: int) -> None:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"definition {key}: down")
+            self.definitions[key] = document
+
+    def load_definition(self, key: str) -> str | None:
+        with self._lock:
+            self.reads += 1
+            if self.down:
+                raise StoreUnavailable(f"definition {key}: down")
+            return self.definitions.get(key)
 
     def request_cancel(self, run_id: str, who: str) -> bool:
         with self._lock:
@@ -154,3 +175,26 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.t += max(0.0, seconds)
+
+
+class MemorySource:
+    """DefinitionSource from a dict of reference -> document, with an outage switch."""
+
+    def __init__(self, documents: dict[str, str] | None = None) -> None:
+        self.documents = dict(documents or {})
+        self.versions: dict[str, int] = {}
+        self.fetches = 0
+        self.down = False
+
+    def put(self, ref: str, document: str) -> None:
+        self.documents[ref] = document
+        self.versions[ref] = self.versions.get(ref, 0) + 1
+
+    def fetch(self, job: Job, ref: GateRef) -> Fetched:
+        self.fetches += 1
+        if self.down:
+            raise SourceUnavailable(f"gate {ref}: unavailable (SlowDown)")
+        if ref.text not in self.documents:
+            raise DefinitionError([f"gate {ref}: not found (NoSuchKey)"])
+        version = self.versions.get(ref.text, 1)
+        return Fetched(self.documents[ref.text].encode(), str(version))

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.exceptions import DefinitionError
+from orchestrator.reference import check_inline_length
+
 LAMBDA_INVOKE = ("Invoke", "AWS", "Lambda", "1")
 _VARIABLE = re.compile(r"#\{([A-Za-z0-9@\-_]+)\.([A-Za-z0-9@\-_]+)\}")
 
@@ -121,6 +124,8 @@ def _action(stage: str, raw: Any, path: str) -> Action:
         raise PipelineError(f"{path}.actionTypeId: required")
     type_id = tuple(str(type_raw.get(k, "")) for k in ("category", "owner", "provider", "version"))
     configuration = {str(k): _text(v) for k, v in (raw.get("configuration") or {}).items()}
+    for key, value in configuration.items():
+        _check_value(value, f"{path}.configuration.{key}")
     return Action(
         stage=stage,
         name=raw["name"],
@@ -131,6 +136,17 @@ def _action(stage: str, raw: Any, path: str) -> Action:
         input_artifacts=[a["name"] for a in raw.get("inputartifacts") or [] if "name" in a],
         output_artifacts=[a["name"] for a in raw.get("outputartifacts") or [] if "name" in a],
     )
+
+
+def _check_value(value: str, where: str) -> None:
+    """CodePipeline's ActionConfigurationValue: 1 to 1,000 characters, `#{...}` counted as
+    written (CreatePipeline and UpdatePipeline refuse the pipeline otherwise)."""
+    if not value:
+        raise PipelineError(f"{where}: empty; CodePipeline requires at least 1 character")
+    try:
+        check_inline_length(value, where)
+    except DefinitionError as exc:
+        raise PipelineError(exc.errors[0]) from None
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,7 @@ the artifact bucket) work: the function's own (ambient) keys are refused.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -516,6 +517,97 @@ def test_declared_output_artifacts_must_exist_on_the_action(rig: Rig, store: Sto
         "artifacts.Report: the action has no output artifact named 'Report' "
         "(output artifacts: none)"
     )
+
+
+# endregion
+
+
+# region gates by reference (issue 11): the gate file in the source artifact
+
+
+def big_gate(steps: int = 40) -> dict[str, Any]:
+    """A parameterized gate of several kilobytes: far too big for UserParameters."""
+    return {
+        "params": {"service": {"required": True}, "stage": {"default": "prod"}},
+        "steps": [{"name": f"bake-{index:02d}-{'x' * 50}", "wait": "1s"} for index in range(steps)],
+        "outputs": {"Service": "args.service", "Stage": "args.stage", "Steps": "length(steps)"},
+    }
+
+
+def test_a_referenced_gate_in_the_source_artifact_runs_with_the_jobs_keys(
+    rig: Rig, store: Store
+) -> None:
+    import yaml
+
+    source = yaml.safe_dump(big_gate())
+    assert len(source) > 3000
+    store.put("in/source.zip", zip_of({"gates/prod.yaml": source, "README.md": "app"}))
+    params = {"gate": "SourceArtifact::gates/prod.yaml", "args": {"service": "checkout"}}
+    assert len(json.dumps(params)) < 90
+    changed: list[str] = []
+
+    def on_job(job: Any) -> None:
+        # The repository moves on mid-run: the run keeps the definition it pinned.
+        if not changed:
+            store.put("in/source.zip", zip_of({"gates/prod.yaml": "steps: []\n"}))
+            changed.append(job.job_id)
+
+    result = rig.run(
+        params,
+        input_artifacts=[store.artifact("SourceArtifact", "in/source.zip")],
+        artifact_credentials=store.job_credentials(),
+        on_job=on_job,
+    )
+    assert result.status == "Succeeded", result.failure_message
+    assert changed and result.rounds > 1
+    assert result.output_variables == {"Service": "checkout", "Stage": "prod", "Steps": "40"}
+    items = {item["run_id"]["S"]: item for item in rig.all_items()}
+    run = items[result.jobs[0].job_id]
+    pin = json.loads(run["pin"]["S"])
+    assert pin["source"] == "SourceArtifact::gates/prod.yaml"
+    assert pin["sha256"] == hashlib.sha256(source.encode()).hexdigest()
+    assert pin["args"] == {"service": "checkout", "stage": "prod"}
+    stored = items[f"definition#{pin['definition']}"]
+    assert len(stored["definition"]["S"]) > 3000
+    # the run item rewritten on every tick does not carry the definition (its expressions)
+    assert "length(steps)" in stored["definition"]["S"]
+    assert "length(steps)" not in json.dumps(run)
+
+
+@pytest.mark.parametrize(
+    ("gate", "artifact", "expected"),
+    [
+        (
+            "Missing::gates/prod.yaml",
+            "SourceArtifact",
+            "gate Missing::gates/prod.yaml: the action has no input artifact 'Missing' "
+            "(its input artifacts: SourceArtifact)",
+        ),
+        (
+            "SourceArtifact::gates/nope.yaml",
+            "SourceArtifact",
+            "gate SourceArtifact::gates/nope.yaml: input artifact 'SourceArtifact' has no file "
+            "'gates/nope.yaml' (it has: gates/prod.yaml)",
+        ),
+        (
+            "SourceArtifact::gates/prod.yaml",
+            "SourceArtifact",
+            "gate SourceArtifact::gates/prod.yaml: steps[0].wait: invalid duration 'soon'",
+        ),
+    ],
+)
+def test_a_bad_artifact_reference_is_a_configuration_error(
+    rig: Rig, store: Store, gate: str, artifact: str, expected: str
+) -> None:
+    store.put("in/source.zip", zip_of({"gates/prod.yaml": "steps: [{name: a, wait: soon}]\n"}))
+    result = rig.run(
+        {"gate": gate},
+        input_artifacts=[store.artifact(artifact, "in/source.zip")],
+        artifact_credentials=store.job_credentials(),
+    )
+    assert result.status == "Failed" and result.failure_type == "ConfigurationError"
+    assert result.failure_message is not None and result.failure_message.startswith(expected)
+    assert rig.all_items() == []  # nothing pinned, no run
 
 
 # endregion

@@ -81,6 +81,12 @@ class CrashingStore:
         self._inner.save(record, expected_version)
         self._reached("after_save")
 
+    def put_definition(self, key: str, document: str, expires_at: int) -> None:
+        self._inner.put_definition(key, document, expires_at)
+
+    def load_definition(self, key: str) -> str | None:
+        return self._inner.load_definition(key)
+
     def request_cancel(self, run_id: str, who: str) -> bool:
         return self._inner.request_cancel(run_id, who)
 

@@ -1,0 +1,127 @@
+"""Where referenced gate definitions are read: the production `DefinitionSource`.
+
+    ArtifactName::path   a file in one of the job's input artifacts, with the job's own
+                         artifactCredentials (orchestrator.artifacts); version: the revision
+    s3://bucket/key      the function's role (template.yaml's GateBucketArns); version: the
+                         object's VersionId, else its ETag
+    ssm:NAME             the function's role (SsmParameterArns); version: the parameter's
+
+A fetch happens once per run, on its first tick. A fault worth retrying (throttling, 5xx,
+a timeout, no connection) is a TransientError: the job is answered in progress with nothing
+persisted. Anything else is a DefinitionError (ConfigurationError) naming the reference.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.exceptions import DefinitionError, TerminalError, TransientError
+from orchestrator.reference import MAX_REFERENCED_BYTES, Fetched
+
+if TYPE_CHECKING:
+    from orchestrator.artifacts import ArtifactContext
+    from orchestrator.event import Job
+    from orchestrator.reference import GateRef
+
+_TRANSIENT = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "InternalError",
+        "InternalServerError",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+_HINT = {
+    "s3": "the function may read only buckets listed in the stack's GateBucketArns",
+    "ssm": "the function may read only parameters listed in the stack's SsmParameterArns",
+}
+
+
+class SourceUnavailable(TransientError):
+    """The definition's source was busy or unreachable; the next job tries again."""
+
+
+class DefinitionSources:
+    """DefinitionSource for the three reference kinds."""
+
+    def __init__(self, services: Any, artifacts: ArtifactContext) -> None:
+        self._services = services
+        self._artifacts = artifacts
+
+    def fetch(self, job: Job, ref: GateRef) -> Fetched:
+        try:
+            if ref.kind == "artifact":
+                return self._artifact(job, ref)
+            if ref.kind == "s3":
+                return self._s3(ref)
+            return self._ssm(ref)
+        except TransientError:
+            raise
+        except TerminalError as exc:  # e.g. the artifact code's GateFailed
+            raise DefinitionError([f"gate {ref}: {exc}"]) from None
+
+    def _artifact(self, job: Job, ref: GateRef) -> Fetched:
+        data, revision = self._artifacts.read_file(
+            job, ref.artifact, ref.path, MAX_REFERENCED_BYTES + 1
+        )
+        return Fetched(data, revision)
+
+    def _s3(self, ref: GateRef) -> Fetched:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            params["VersionId"] = ref.version_id
+        try:
+            response = self._services.aws("s3").get_object(**params)
+            body = response["Body"]
+            try:
+                data = body.read(MAX_REFERENCED_BYTES + 1)
+            finally:
+                body.close()
+        except ClientError as exc:
+            raise _client_error(ref, exc) from None
+        except (BotoCoreError, OSError) as exc:
+            raise SourceUnavailable(f"gate {ref}: S3 unreachable ({type(exc).__name__})") from None
+        version = response.get("VersionId")
+        if not version or version == "null":
+            version = str(response.get("ETag", "")).strip('"') or None
+        return Fetched(data, version)
+
+    def _ssm(self, ref: GateRef) -> Fetched:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._services.aws("ssm").get_parameter(
+                Name=ref.parameter, WithDecryption=True
+            )
+        except ClientError as exc:
+            raise _client_error(ref, exc) from None
+        except (BotoCoreError, OSError) as exc:
+            raise SourceUnavailable(f"gate {ref}: SSM unreachable ({type(exc).__name__})") from None
+        parameter = response.get("Parameter") or {}
+        version = parameter.get("Version")
+        return Fetched(str(parameter.get("Value", "")).encode(), str(version) if version else None)
+
+
+def _client_error(ref: GateRef, exc: Any) -> Exception:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "")) or "error"
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _TRANSIENT or status >= 500 or status == 429:
+        return SourceUnavailable(f"gate {ref}: unavailable ({code})")
+    if code in ("AccessDenied", "AccessDeniedException", "Forbidden") or status == 403:
+        return DefinitionError([f"gate {ref}: access denied ({code}); {_HINT[ref.kind]}"])
+    if code in ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "ParameterNotFound"):
+        return DefinitionError([f"gate {ref}: not found ({code})"])
+    if code in ("ParameterVersionNotFound", "InvalidArgument") or status == 404:
+        return DefinitionError([f"gate {ref}: not found ({code})"])
+    return DefinitionError([f"gate {ref}: could not be read ({code})"])
