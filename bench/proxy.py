@@ -2,9 +2,11 @@
 
 It runs in its own process (so it does not compete with the handler for the GIL), forwards
 every request unchanged to one upstream over keep-alive connections, and logs one record
-per request: the `X-Amz-Target` operation, whether the body carries a
-`ConditionExpression`, whether it asks for `ConsistentRead`, and the response status.
-Bodies are not kept. `GET /__bench__/log?since=N` returns the records from N on.
+per request: the `X-Amz-Target` operation (else the method and path, e.g. an S3 GET), whether
+the body carries a `ConditionExpression`, whether it asks for `ConsistentRead`, the response
+status, the request and response body sizes in bytes, and the `ConsumedCapacity` units the
+response reports (when the request asked for them). Bodies are not kept.
+`GET /__bench__/log?since=N` returns the records from N on.
 
     python -m bench.proxy --upstream http://127.0.0.1:8000
     {"port": 41234}          <- first line on stdout, then it serves until terminated
@@ -41,10 +43,24 @@ class Record:
     conditional: bool
     consistent: bool
     status: int
+    request_bytes: int = 0
+    """The request body as sent (a DynamoDB request's JSON; nothing for a GET)."""
+    response_bytes: int = 0
+    capacity_units: float | None = None
+    """`ConsumedCapacity.CapacityUnits` from the response (None: not asked for, or absent)."""
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Record:
-        return cls(str(data[0]), bool(data[1]), bool(data[2]), int(data[3]))
+        units = data[6] if len(data) > 6 else None
+        return cls(
+            str(data[0]),
+            bool(data[1]),
+            bool(data[2]),
+            int(data[3]),
+            int(data[4]) if len(data) > 4 else 0,
+            int(data[5]) if len(data) > 5 else 0,
+            float(units) if units is not None else None,
+        )
 
 
 # region server (the proxy process)
@@ -114,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self._record(body, status)
+        self._record(body, status, data)
 
     def _send_upstream(
         self, body: bytes, headers: dict[str, str]
@@ -140,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response.status, response.reason, response.getheaders(), data
         raise AssertionError("unreachable")
 
-    def _record(self, body: bytes, status: int) -> None:
+    def _record(self, body: bytes, status: int, response: bytes) -> None:
         target = self.headers.get("X-Amz-Target", "")
         operation = target.rpartition(".")[2] or f"{self.command} {self.path}"
         try:
@@ -154,9 +170,24 @@ class _Handler(BaseHTTPRequestHandler):
             "ConditionExpression" in params,
             params.get("ConsistentRead") is True,
             status,
+            len(body),
+            len(response),
+            _capacity_units(response) if "ReturnConsumedCapacity" in params else None,
         ]
         with self.server.lock:
             self.server.records.append(record)
+
+
+def _capacity_units(response: bytes) -> float | None:
+    """`ConsumedCapacity.CapacityUnits` of a DynamoDB response, if it reports them."""
+    if b'"ConsumedCapacity"' not in response:
+        return None
+    try:
+        consumed = json.loads(response).get("ConsumedCapacity")
+    except (ValueError, AttributeError):
+        return None
+    units = consumed.get("CapacityUnits") if isinstance(consumed, dict) else None
+    return float(units) if isinstance(units, int | float) else None
 
 
 def main(argv: list[str] | None = None) -> None:

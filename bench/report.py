@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import reference
 from bench.calls import describe
 
 README_START = "<!-- bench:start -->"
@@ -67,6 +68,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
             }
         )
+    if results.get("reference"):
+        found += reference.targets(results["reference"])
     overhead = results.get("overhead")
     if overhead:
         for row in overhead["rows"]:
@@ -138,7 +141,7 @@ def _dollars(value: float) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The README section (without its markers)."""
     out = _header(results)
-    for render in (_calls, _overhead, _cold, _scale, _rehearsal, _cost):
+    for render in (_calls, _reference, _overhead, _cold, _scale, _rehearsal, _cost):
         out += render(results)
     return "\n".join(out)
 
@@ -182,6 +185,11 @@ def _calls(results: dict[str, Any]) -> list[str]:
             f"{describe(row['floor'])} | {row['measured'].get('CodePipeline', '0')} / 1 |"
         )
     return out
+
+
+def _reference(results: dict[str, Any]) -> list[str]:
+    result = results.get("reference")
+    return reference.markdown(result) if result else []
 
 
 def _overhead(results: dict[str, Any]) -> list[str]:

@@ -137,11 +137,18 @@ class Stack:
         handler.use(None)
         handler.use(handler.build_app(self.clock, self._sink))
 
-    def job(self, token: str | None = None, definition: str = GATE) -> JobRecord:
+    def job(
+        self,
+        token: str | None = None,
+        definition: str = GATE,
+        input_artifacts: list[dict[str, Any]] | None = None,
+    ) -> JobRecord:
+        """A job whose UserParameters are `definition` (inline, or a reference)."""
         assert self.emulator is not None
         return self.emulator.create_job(
             {"FunctionName": "orchestrator", "UserParameters": definition},
             continuation_token=token,
+            input_artifacts=input_artifacts,
         )
 
     def item(self, table: str, run_id: str) -> dict[str, Any]:
@@ -176,26 +183,34 @@ KINDS = ("first", "advance", "idle", "stale", "last")
 """Tick kinds, in the order a run meets them: first; (advance, idle, stale) per step; last."""
 
 
-def walk(stack: Stack, steps: int, on_tick: Callable[[str, int, JobRecord], float | None]) -> str:
+def walk(
+    stack: Stack,
+    steps: int,
+    on_tick: Callable[[str, int, JobRecord], float | None],
+    user_parameters: str | None = None,
+    input_artifacts: list[dict[str, Any]] | None = None,
+) -> str:
     """Drive one run of `gate(steps)` through every kind of tick; return its run id.
 
     `on_tick(kind, step, job)` delivers the job (and may time it). Clock moves between
     ticks make each one what its kind says: `advance` is due; `idle` follows at once (fresh
     hints, nothing due); `stale` comes 61 s later (hints too old to trust, nothing due yet).
+    `user_parameters` (and the jobs' `input_artifacts`) may name another gate of `steps`
+    waits of STEP_SECONDS, e.g. a reference to one.
     """
-    definition = gate(steps)
-    first = stack.job(definition=definition)
+    definition = user_parameters or gate(steps)
+    first = stack.job(definition=definition, input_artifacts=input_artifacts)
     on_tick("first", 0, first)
     token = token_of(first)
     for step in range(1, steps):
         stack.clock.advance(STEP_SECONDS + 1 if step == 1 else STEP_SECONDS - IDLE_CHECK + 5)
         for kind, move in (("advance", 0.0), ("idle", 0.0), ("stale", IDLE_CHECK + 1)):
             stack.clock.advance(move)
-            job = stack.job(token, definition)
+            job = stack.job(token, definition, input_artifacts)
             on_tick(kind, step, job)
             token = token_of(job)
     stack.clock.advance(STEP_SECONDS - IDLE_CHECK + 5)
-    last = stack.job(token, definition)
+    last = stack.job(token, definition, input_artifacts)
     on_tick("last", steps, last)
     if token_of(last) is not None:
         raise RuntimeError("the last tick did not end the gate")

@@ -3,6 +3,7 @@
     python -m bench.run                    # the whole run (a few minutes on 2 cores)
     python -m bench.run --update-readme    # ... and replace README.md's benchmark section
     python -m bench.run --quick            # smaller samples, up to 1,000 runs: a smoke run
+    python -m bench.run --only reference   # one section (here: gates by reference, seconds)
 
 Timings are never asserted here or in tests: targets are reported as met or missed.
 """
@@ -18,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import calls, cold, cost, overhead, rehearsal, report, scale
+from bench import calls, cold, cost, overhead, reference, rehearsal, report, scale
 from bench.rig import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("calls", "overhead", "cold", "scale", "rehearsal")
+SECTIONS = ("calls", "reference", "overhead", "cold", "scale", "rehearsal")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         if "rehearsal" in sections:
             _say("rehearsal of a 24-hour gate")
             results["rehearsal"] = rehearsal.measure(stack)
+        if "reference" in sections:
+            # Last: moto (in this process) and the S3 client leave it ~100 MB larger, which
+            # would show in the cold section (a child's ru_maxrss starts at its parent's peak:
+            # Linux keeps it across exec) and in every later section's garbage collections.
+            _say("gates by reference: calls and bytes per tick against an inline gate")
+            results["reference"] = reference.measure(stack)
     if "rehearsal" in results and "overhead" in results:
         item_bytes = max(results["overhead"]["item_bytes"].values())
         results["cost"] = cost.model(results["rehearsal"]["runner"], item_bytes)

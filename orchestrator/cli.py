@@ -14,21 +14,33 @@ Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
+import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli_view import ConsoleView, JsonView
-from orchestrator.definition import parse_definition
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.exceptions import DefinitionError
+from orchestrator.local.gatefiles import (
+    LocalArtifact,
+    UsageError,
+    check_gate,
+    check_reference,
+    fits_inline,
+    local_artifacts,
+    parse_pairs,
+    read_gate_file,
+)
 from orchestrator.local.pipeline import (
     Action,
     Pipeline,
@@ -45,6 +57,7 @@ from orchestrator.local.runner import (
     rehearse,
 )
 from orchestrator.model import RunStatus
+from orchestrator.reference import Reference, read_user_parameters
 
 app = typer.Typer(
     help="Long-running CodePipeline gates: rehearse them locally, operate them in AWS.",
@@ -81,24 +94,82 @@ def _console() -> Console:
 # region run
 
 
-def _load_pipeline(path: Path) -> tuple[Pipeline, bool]:
-    """The file as a pipeline; a bare gate definition becomes a one-action pipeline."""
+@dataclass(frozen=True)
+class _Loaded:
+    """A file for `run` or `validate`: the pipeline to rehearse and the artifacts it reads."""
+
+    pipeline: Pipeline
+    bare: bool
+    artifacts: dict[str, LocalArtifact]
+    note: str = ""
+
+
+def _load(path: Path, args: dict[str, str], artifacts: dict[str, LocalArtifact]) -> _Loaded:
+    """The file as a pipeline; a bare gate file becomes a one-action pipeline that inlines it
+    when it fits in UserParameters, else references it in an input artifact of its own."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
     document = load_document(text)
     if looks_like_pipeline(document):
-        return parse_pipeline(document), False
-    parse_definition(json.dumps(document))  # raises DefinitionError with field paths
+        if args:
+            raise UsageError("--args: only for a gate file (a pipeline's actions carry theirs)")
+        return _Loaded(parse_pipeline(document), False, artifacts)
+    gate, size = read_gate_file(path)
+    check_gate(gate, args, str(path))  # every problem at once, as the handler would find them
+    if not args and fits_inline(gate):
+        params = json.dumps(gate, separators=(",", ":"))
+        note = f"{len(params):,} characters: fits inline in UserParameters"
+    else:
+        artifacts = {**artifacts, "GateFile": _gate_artifact(path)}
+        reference: dict[str, Any] = {"gate": f"GateFile::{path.name}"}
+        if args:
+            reference["args"] = args
+        params = json.dumps(reference)
+        why = (
+            "a template (params)"
+            if isinstance(gate, dict) and "params" in gate
+            else f"{size:,} bytes, too big to inline in UserParameters (1,000 characters)"
+        )
+        example = {"gate": f"SourceArtifact::gates/{path.name}", **({"args": args} if args else {})}
+        note = f"{why}: reference it from UserParameters, e.g. {json.dumps(example)}"
     action = Action(
         stage="Gate",
         name=path.stem,
         type_id=("Invoke", "AWS", "Lambda", "1"),
-        configuration={"FunctionName": "orchestrator", "UserParameters": json.dumps(document)},
+        configuration={"FunctionName": "orchestrator", "UserParameters": params},
         namespace="Gate",
+        input_artifacts=list(artifacts),
     )
-    return Pipeline(name=path.stem, stages=[("Gate", [action])]), True
+    return _Loaded(Pipeline(name=path.stem, stages=[("Gate", [action])]), True, artifacts, note)
+
+
+def _gate_artifact(path: Path) -> LocalArtifact:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(path, path.name)
+    return LocalArtifact("GateFile", path, buffer.getvalue())
+
+
+def _options(args: list[str] | None, artifact: list[str] | None) -> tuple[dict[str, str], Any]:
+    try:
+        return parse_pairs(args or [], "--args"), local_artifacts(artifact or [])
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ArgsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--args", "-a", help="NAME=VALUE for a gate file's params (repeatable)."),
+]
+ArtifactOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--artifact",
+        help="NAME=PATH: a folder or zip standing in for input artifact NAME (repeatable).",
+    ),
+]
 
 
 @app.command()
@@ -122,6 +193,8 @@ def run(
     table: TableOpt = DEFAULT_TABLE,
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    args: ArgsOpt = None,
+    artifact: ArtifactOpt = None,
 ) -> None:
     """Run a gate (or a pipeline's Lambda invoke actions) as CodePipeline would, locally."""
     from orchestrator.clock import VirtualClock
@@ -129,11 +202,16 @@ def run(
     console = _console()
     if duplicates not in ("none", "sequential", "concurrent"):
         raise typer.BadParameter("none, sequential or concurrent", param_hint="--duplicates")
+    arg_map, artifacts = _options(args, artifact)
     try:
-        pipeline, _ = _load_pipeline(file)
+        loaded = _load(file, arg_map, artifacts)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
     except (DefinitionError, PipelineError) as exc:
         _invalid(console, file, exc, json_output)
+    pipeline = loaded.pipeline
     options = RehearsalOptions(
+        artifacts={name: a.data for name, a in loaded.artifacts.items()},
         reinvoke_delay=_duration(reinvoke_delay),
         lambda_timeout=_duration(lambda_timeout),
         duplicates=duplicates,  # type: ignore[arg-type]  # checked above
@@ -177,7 +255,7 @@ def run(
     raise typer.Exit(code)
 
 
-def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) -> None:
+def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) -> NoReturn:
     errors = exc.errors if isinstance(exc, DefinitionError) else [str(exc)]
     if json_output:
         print(json.dumps({"event": "invalid", "file": str(file), "errors": errors}))
@@ -193,24 +271,54 @@ def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) ->
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="A gate definition or pipeline.")]) -> None:
-    """Check a gate definition (or every gate in a pipeline); exit 2 with precise errors."""
+def validate(
+    file: Annotated[Path, typer.Argument(help="A gate file (JSON/YAML) or a pipeline.")],
+    args: ArgsOpt = None,
+    artifact: ArtifactOpt = None,
+) -> None:
+    """Check a gate file (against --args) or every gate of a pipeline; exit 2 listing every
+    problem. Inline UserParameters are read exactly as the Lambda reads them."""
     console = _console()
+    arg_map, artifacts = _options(args, artifact)
+    notes: list[str] = []
     try:
-        pipeline, bare = _load_pipeline(file)
-        for action in pipeline.actions:
-            if action.is_lambda_invoke and "#{" not in action.configuration.get(
-                "UserParameters", ""
-            ):
+        loaded = _load(file, arg_map, artifacts)
+        errors: list[str] = []
+        for action in [] if loaded.bare else loaded.pipeline.actions:
+            if action.is_lambda_invoke:
+                where = f"{action.stage}/{action.name}"
                 try:
-                    parse_definition(action.configuration.get("UserParameters"))
+                    note = _check_action(action, artifacts)
                 except DefinitionError as exc:
-                    prefixed = [f"{action.stage}/{action.name}: {line}" for line in exc.errors]
-                    raise DefinitionError(prefixed) from None
+                    errors.extend(f"{where}: {line}" for line in exc.errors)
+                    continue
+                if note:
+                    notes.append(f"{where}: {note}")
+        if errors:
+            raise DefinitionError(errors)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
     except (DefinitionError, PipelineError) as exc:
         _invalid(console, file, exc, json_output=False)
-    what = "gate" if bare else f"pipeline ({len(pipeline.actions)} actions)"
-    console.print(f"[green]{file}: valid {what}[/]")
+    if loaded.bare:
+        console.print(f"[green]{file}: valid gate[/] ({loaded.note})")
+    else:
+        console.print(f"[green]{file}: valid pipeline ({len(loaded.pipeline.actions)} actions)[/]")
+    for note in notes:
+        console.print(f"  {note}", markup=False)
+
+
+def _check_action(action: Action, artifacts: dict[str, LocalArtifact]) -> str:
+    """Check one Lambda invoke action's UserParameters; a note on what was not checked."""
+    text = action.configuration.get("UserParameters")
+    if text is None:
+        raise DefinitionError(["UserParameters: missing; expected a gate or a reference"])
+    if "#{" in text:
+        return "uses #{...} variables: checked when they resolve (orchestrator run)"
+    spec = read_user_parameters(text)
+    if isinstance(spec, Reference):
+        return check_reference(spec, artifacts, action.input_artifacts)
+    return ""
 
 
 def _stack(table: str, endpoint: str | None, data_dir: Path) -> LocalStack:
@@ -276,7 +384,8 @@ def status(
     if record.pin is not None:
         pin = record.pin
         version = f", version {pin.version}" if pin.version else ""
-        args = ", ".join(f"{k}={v}" for k, v in sorted(pin.args.items()))
+        given = state.context.get("args") or {}
+        args = ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
         console.print(
             f"definition: {pin.source}{version}, sha256 {pin.sha256}"
             + (f", args {args}" if args else ""),

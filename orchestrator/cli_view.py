@@ -73,8 +73,9 @@ class ConsoleView:
         self.quiet_rounds = 0
         self.console.print(
             f"round {e['round']:>4}{quiet}  job {e['job_id'][:8]}  {bar} {percent:>3}%  "
-            f"elapsed {format_duration(e['elapsed'])}  left {format_duration(remaining)}  "
-            f"{e['status']}: {summary}",
+            f"elapsed {format_duration(e['elapsed'])}  "
+            + (f"left {format_duration(remaining)}  " if self.timeout else "")
+            + f"{e['status']}: {summary}",
             markup=False,
         )
 

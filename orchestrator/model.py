@@ -84,7 +84,8 @@ class Pin(BaseModel):
 
     `definition` is the sha256 of the expanded definition, the key it is stored under
     (once, beside the runs: `RunStore.put_definition`); `sha256` is that of the source as
-    read, what `sha256sum` says of the file.
+    read, what `sha256sum` says of the file. The args it was expanded with are the run
+    context's `args` (in the run's state).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,7 +94,6 @@ class Pin(BaseModel):
     version: str | None = None
     sha256: str
     definition: str
-    args: dict[str, str] = Field(default_factory=dict)
 
 
 class AnswerKind(enum.Enum):

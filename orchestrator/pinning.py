@@ -37,8 +37,9 @@ class Pins:
 
     def pin_new(
         self, job: Job, reference: Reference, expires_at: float
-    ) -> tuple[GateDefinition, Pin]:
-        """Fetch, expand and store the definition a new run will use.
+    ) -> tuple[GateDefinition, Pin, dict[str, str]]:
+        """Fetch, expand and store the definition a new run will use; with the args in
+        effect (defaults included: the run context's `args`).
 
         Raises DefinitionError (the reference cannot be read, or the definition is invalid),
         TransientError (the source or the store is unavailable: nothing was pinned)."""
@@ -53,9 +54,8 @@ class Pins:
             version=fetched.version,
             sha256=expanded.sha256,
             definition=expanded.key,
-            args=expanded.args,
         )
-        return expanded.definition, pin
+        return expanded.definition, pin, expanded.args
 
     def cached(self, key: str) -> GateDefinition | None:
         found = self._cache.get(key)

@@ -63,7 +63,7 @@ class DefinitionSources:
             if ref.kind == "s3":
                 return self._s3(ref)
             return self._ssm(ref)
-        except TransientError:
+        except (TransientError, DefinitionError):
             raise
         except TerminalError as exc:  # e.g. the artifact code's GateFailed
             raise DefinitionError([f"gate {ref}: {exc}"]) from None
@@ -99,15 +99,21 @@ class DefinitionSources:
     def _ssm(self, ref: GateRef) -> Fetched:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            response = self._services.aws("ssm").get_parameter(
-                Name=ref.parameter, WithDecryption=True
-            )
+        try:  # never decrypted: a gate is stored with its runs, so it must not be a secret
+            response = self._services.aws("ssm").get_parameter(Name=ref.parameter)
         except ClientError as exc:
             raise _client_error(ref, exc) from None
         except (BotoCoreError, OSError) as exc:
             raise SourceUnavailable(f"gate {ref}: SSM unreachable ({type(exc).__name__})") from None
         parameter = response.get("Parameter") or {}
+        if parameter.get("Type") == "SecureString":
+            raise DefinitionError(
+                [
+                    f"gate {ref}: a SecureString; a gate definition is stored with its runs, so "
+                    'keep it in a String parameter and refer to secrets from it ({"parameter": '
+                    '"/name"} in a header)'
+                ]
+            )
         version = parameter.get("Version")
         return Fetched(str(parameter.get("Value", "")).encode(), str(version) if version else None)
 

@@ -195,13 +195,13 @@ class Ticker:
                 "(it may have expired)"
             )
         try:
-            definition, pin = self._definition(job, spec, record, token)
+            definition, pin, args = self._definition(job, spec, record, token)
         except TransientError as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
         if record is None:
             state = engine.start(definition, token.run_id, token.started_at)
-            if pin is not None:
-                state.context["args"] = dict(pin.args)
+            if args is not None:
+                state.context["args"] = args
         else:
             _check_token(token, record)
             if record.state.status is not RunStatus.RUNNING:
@@ -243,13 +243,13 @@ class Ticker:
 
     def _definition(
         self, job: Job, spec: GateDefinition | Reference, record: RunRecord | None, token: Token
-    ) -> tuple[GateDefinition, Pin | None]:
+    ) -> tuple[GateDefinition, Pin | None, dict[str, str] | None]:
         """The run's definition: the one pinned to it (pinned now if the run is new and its
-        gate referenced), else the inline one."""
+        gate referenced, with the args it was expanded with), else the inline one."""
         if record is not None and record.pin is not None:
-            return self._pins.pinned(record.pin.definition, record.run_id), record.pin
+            return self._pins.pinned(record.pin.definition, record.run_id), record.pin, None
         if isinstance(spec, GateDefinition):
-            return spec, None
+            return spec, None, None
         if record is None:
             expires_at = token.started_at + MAX_GATE_TIMEOUT + self._config.ttl_days * 86400
             return self._pins.pin_new(job, spec, expires_at)

@@ -9,6 +9,7 @@ definition is a one-action pipeline) and reports what happens as `Event`s.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -25,7 +26,7 @@ from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve_variables
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
 DEFAULT_TABLE = "orchestrator-runs"
 DEFAULT_DATA_DIR = Path(".orchestrator")
@@ -177,6 +178,44 @@ class LocalStack:
 
         create_table(boto3.client("dynamodb", region_name=self.region), self.table_name)
 
+    def serve_artifacts(self, artifacts: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
+        """Put input artifacts (zips) into a local S3 (moto, started here) where the handler
+        reads them with the job's credentials; their descriptions for the job event."""
+        if not artifacts:
+            return {}
+        import hashlib
+
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        from orchestrator.local.dynamodb_local import free_port
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self._stops.append(server.stop)
+        url = f"http://127.0.0.1:{port}"
+        self._set_env("AWS_ENDPOINT_URL_S3", url)
+        self._local_credentials()
+        s3 = boto3.client("s3", region_name=self.region, endpoint_url=url)
+        bucket = "orchestrator-local-artifacts"
+        if self.region == "us-east-1":  # the one region that refuses a LocationConstraint
+            s3.create_bucket(Bucket=bucket)
+        else:
+            where: Any = {"LocationConstraint": self.region}
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=where)
+        served: dict[str, dict[str, Any]] = {}
+        for name, data in artifacts.items():
+            key = f"input/{name}.zip"
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            served[name] = {
+                "name": name,
+                "revision": "local-" + hashlib.sha256(data).hexdigest()[:12],
+                "location": {"type": "S3", "s3Location": {"bucketName": bucket, "objectKey": key}},
+            }
+        return served
+
     def store(self) -> Any:
         """A RunStore on the chosen table (for the operator commands)."""
         from state.dynamodb import DynamoRunStore, bind_model
@@ -192,6 +231,8 @@ class RehearsalOptions:
     lambda_timeout: float = 900.0
     duplicates: Literal["none", "sequential", "concurrent"] = "none"
     concurrency: int = 2
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    """Input artifacts by name (zips), given to the actions that declare them."""
     reply_timeout: float = 1200.0
     action_timeout: float = 86400.0
     pipeline_execution_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -217,6 +258,7 @@ def rehearse(
     """Run the pipeline's actions in order; Lambda invoke actions go through the emulator."""
     assert stack.emulator is not None
     clock = stack.clock
+    served = stack.serve_artifacts(options.artifacts)
     handler.use(handler.build_app(clock, stack.log_stream))
     variables: dict[str, dict[str, str]] = {
         "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
@@ -255,7 +297,8 @@ def rehearse(
                 "user_parameters": configuration.get("UserParameters", ""),
             }
         )
-        result = _run_one(stack, pipeline, action, configuration, options, emit)
+        inputs = [served[name] for name in action.input_artifacts if name in served]
+        result = _run_one(stack, pipeline, action, configuration, options, emit, inputs)
         run_ids.append(result.jobs[0].job_id)
         if result.status == "Failed":
             return Rehearsal(
@@ -273,6 +316,7 @@ def _run_one(
     configuration: dict[str, str],
     options: RehearsalOptions,
     emit: Callable[[Event], None],
+    input_artifacts: list[dict[str, Any]],
 ) -> Any:
     assert stack.emulator is not None
     clock = stack.clock
@@ -302,7 +346,7 @@ def _run_one(
         action_name=action.name,
         pipeline_execution_id=options.pipeline_execution_id,
         output_artifacts=[],
-        input_artifacts=[],
+        input_artifacts=input_artifacts,
     )
     final = result.jobs[-1]
     if final.answer is not None:

@@ -566,7 +566,11 @@ def test_a_referenced_gate_in_the_source_artifact_runs_with_the_jobs_keys(
     pin = json.loads(run["pin"]["S"])
     assert pin["source"] == "SourceArtifact::gates/prod.yaml"
     assert pin["sha256"] == hashlib.sha256(source.encode()).hexdigest()
-    assert pin["args"] == {"service": "checkout", "stage": "prod"}
+    assert json.loads(run["state"]["S"])["context"]["args"] == {
+        "service": "checkout",
+        "stage": "prod",
+    }
+    assert set(pin) == {"source", "version", "sha256", "definition"}
     stored = items[f"definition#{pin['definition']}"]
     assert len(stored["definition"]["S"]) > 3000
     # the run item rewritten on every tick does not carry the definition (its expressions)

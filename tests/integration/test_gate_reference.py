@@ -100,7 +100,21 @@ def test_a_gate_in_an_ssm_parameter(rig: Rig) -> None:
     assert result.status == "Succeeded", result.failure_message
     assert done and result.output_variables["Service"] == "cart"
     pin = pin_of(rig, result.jobs[0].job_id)
-    assert pin["version"] == "1" and pin["args"] == {"service": "cart", "bake": "90s"}
+    assert pin["version"] == "1"
+    state = json.loads(rig.item(result.jobs[0].job_id)["state"]["S"])
+    assert state["context"]["args"] == {"service": "cart", "bake": "90s"}
+
+
+def test_a_secure_string_is_refused_and_never_decrypted(rig: Rig) -> None:
+    ssm = rig.aws("ssm")
+    name = f"/gates/{uuid.uuid4().hex[:10]}"
+    ssm.put_parameter(Name=name, Value=json.dumps(GATE), Type="SecureString")
+    result = rig.run({"gate": f"ssm:{name}", "args": {"service": "x"}})
+    assert result.status == "Failed" and result.failure_type == "ConfigurationError"
+    assert result.failure_message is not None
+    assert result.failure_message.startswith(f"gate ssm:{name}: a SecureString")
+    assert "args.service" not in rig.logs.getvalue()  # the value was not read in clear
+    assert rig.items() == []
 
 
 @pytest.mark.parametrize(
@@ -134,8 +148,8 @@ def test_an_unreachable_source_is_retried_and_nothing_is_persisted(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
     with gate_rig(table_name, monkeypatch) as rig:
-        result = rig.run({"gate": "s3://gates/prod.json"}, action_timeout=120.0)
-        assert result.status == "Failed" and result.failure_type == "TimedOut"
+        result = rig.run({"gate": "s3://gates/prod.json"}, action_timeout=1800.0)
+        assert result.status == "Failed" and result.failure_type == "TimedOut", result
         summaries = [
             (job.answer or {}).get("params", {}).get("executionDetails", {}).get("summary", "")
             for job in result.jobs[:-1]

@@ -11,6 +11,13 @@ from typer.main import get_command
 
 from orchestrator.cli import app
 from orchestrator.definition import parse_definition
+from orchestrator.reference import (
+    Reference,
+    check_inline_length,
+    expand,
+    load_document,
+    read_user_parameters,
+)
 from orchestrator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,11 +28,32 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
 
 
-def test_every_json_snippet_is_a_valid_gate_definition() -> None:
+def test_every_json_snippet_is_valid_user_parameters() -> None:
+    """Each is read as the function reads UserParameters: a gate, or a reference to one
+    (whose file, when it is an example, expands with the snippet's args)."""
     snippets = blocks("json")
     assert snippets
+    references = 0
     for snippet in snippets:
-        parse_definition(snippet)
+        spec = read_user_parameters(snippet)
+        if isinstance(spec, Reference):
+            references += 1
+            check_inline_length(snippet)
+            path = ROOT / "examples" / spec.ref.path
+            expand(load_document(path.read_bytes(), path.name, str(path)), spec.arg_map, "")
+    assert references == 1
+
+
+def test_the_references_doc_snippets_are_real() -> None:
+    doc = (ROOT / "docs" / "REFERENCES.md").read_text()
+    (reference,) = re.findall(r"```json\n(.*?)```", doc, flags=re.DOTALL)
+    spec = read_user_parameters(reference)
+    assert isinstance(spec, Reference)
+    (template,) = re.findall(r"```yaml\n(.*?)```", doc, flags=re.DOTALL)
+    raw, args = expand(load_document(template.encode(), "g.yaml", "doc"), spec.arg_map, "doc")
+    assert args["bake"] == "10m" and raw["steps"][1]["http"]["url"] == spec.arg_map["url"]
+    commands = re.findall(r"^orchestrator (\w+)", doc, flags=re.M)
+    assert set(commands) == {"validate", "run"}
 
 
 def test_documented_settings_are_the_real_ones() -> None:

@@ -787,7 +787,14 @@ def _stages() -> dict[str, list[dict[str, Any]]]:
 
 def test_the_example_pipeline_has_the_gate_between_staging_and_production() -> None:
     stages = _stages()
-    assert list(stages) == ["Source", "Build", "DeployStaging", "Gate", "DeployProduction"]
+    assert list(stages) == [
+        "Source",
+        "Build",
+        "DeployStaging",
+        "Gate",
+        "DeployProduction",
+        "VerifyProduction",
+    ]
     kinds = {name: actions[0]["ActionTypeId"]["Provider"] for name, actions in stages.items()}
     assert kinds == {
         "Source": "S3",
@@ -795,31 +802,54 @@ def test_the_example_pipeline_has_the_gate_between_staging_and_production() -> N
         "DeployStaging": "CloudFormation",
         "Gate": "Lambda",
         "DeployProduction": "CloudFormation",
+        "VerifyProduction": "Lambda",
     }
-    (gate,) = stages["Gate"]
-    assert gate["Namespace"] == "Gate"
-    assert gate["ActionTypeId"] == {
-        "Category": "Invoke",
-        "Owner": "AWS",
-        "Provider": "Lambda",
-        "Version": "1",
-    }
-    # The orchestrator stack's export (template.yaml: ${AWS::StackName}-FunctionName).
-    assert gate["Configuration"]["FunctionName"] == {
-        "Fn::ImportValue": {"Fn::Sub": "${OrchestratorStackName}-FunctionName"}
-    }
+    for stage, namespace in (("Gate", "Gate"), ("VerifyProduction", "Verify")):
+        (gate,) = stages[stage]
+        assert gate["Namespace"] == namespace
+        assert gate["ActionTypeId"] == {
+            "Category": "Invoke",
+            "Owner": "AWS",
+            "Provider": "Lambda",
+            "Version": "1",
+        }
+        # The orchestrator stack's export (template.yaml: ${AWS::StackName}-FunctionName).
+        assert gate["Configuration"]["FunctionName"] == {
+            "Fn::ImportValue": {"Fn::Sub": "${OrchestratorStackName}-FunctionName"}
+        }
 
 
-def test_the_example_gate_definition_is_valid_and_feeds_production() -> None:
-    from orchestrator.definition import parse_definition
+def test_the_example_gates_reference_one_gate_file_that_feeds_production() -> None:
+    """Both gate actions reference gates/release.yaml in the source artifact, each with its
+    stage's args, within CodePipeline's 1,000 characters; the file (examples/gates/, which
+    goes into the source zip as gates/) expands to a valid gate for each."""
+    from orchestrator.reference import (
+        MAX_INLINE_CHARS,
+        Reference,
+        expand,
+        load_document,
+        read_user_parameters,
+    )
 
-    (gate,) = _stages()["Gate"]
-    definition = parse_definition(gate["Configuration"]["UserParameters"])
-    assert [step.name for step in definition.steps] == ["bake", "health"]
-    (production,) = _stages()["DeployProduction"]
+    stages = _stages()
+    outputs: set[str] = set()
+    for stage in ("Gate", "VerifyProduction"):
+        (gate,) = stages[stage]
+        text = gate["Configuration"]["UserParameters"]
+        assert len(text) <= MAX_INLINE_CHARS
+        spec = read_user_parameters(text)
+        assert isinstance(spec, Reference) and spec.ref.kind == "artifact"
+        assert [a["Name"] for a in gate["InputArtifacts"]] == [spec.ref.artifact]
+        path = ROOT / "examples" / spec.ref.path
+        document = load_document(path.read_bytes(), path.name, str(path))
+        raw, args = expand(document, spec.arg_map, str(path))
+        assert [step["name"] for step in raw["steps"]] == ["bake", "alarms", "health"]
+        assert args["stage"] == spec.arg_map["stage"]
+        outputs |= set(raw["outputs"])
+    (production,) = stages["DeployProduction"]
     used = set(re.findall(r"#\{Gate\.([^}]+)\}", json.dumps(production["Configuration"])))
     assert used == {"HealthStatus"}
-    assert used <= set(definition.outputs)
+    assert used <= outputs
 
 
 def test_the_pipeline_role_may_invoke_the_gate_function_only() -> None:

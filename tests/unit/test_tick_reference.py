@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.exceptions import StoreUnavailable
 from orchestrator.model import AnswerKind, FailureType, RunRecord
 from orchestrator.services import Services
 from orchestrator.tick import TickConfig, Ticker
@@ -66,7 +67,7 @@ def test_a_referenced_gate_runs_to_outputs_with_its_args() -> None:
     assert rig.source.fetches == 1
     pin = rig.record(first.run_id).pin
     assert pin is not None and pin.source == REF and pin.version == "1"
-    assert pin.args == {"service": "checkout", "bake": "10m"}
+    assert rig.record(first.run_id).state.context["args"] == {"service": "checkout", "bake": "10m"}
     assert list(rig.store.definitions) == [pin.definition]
     assert Token.decode(first.token or "").definition == pin.definition
 
@@ -180,3 +181,47 @@ def test_a_reference_cannot_take_over_an_inline_run() -> None:
     assert answer.kind is AnswerKind.FAILED
     assert answer.failure_type is FailureType.CONFIGURATION_ERROR
     assert "was started with an inline definition" in answer.summary
+
+
+def test_concurrent_first_deliveries_create_one_run_on_one_pinned_definition() -> None:
+    import threading
+
+    rig = Rig()
+    job_id = "11111111-2222-3333-4444-555555555555"
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        answers.append(rig.tick(job_id=job_id))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 4 and all(a == answers[0] for a in answers)
+    assert list(rig.store.items) == [job_id]
+    pin = rig.record(job_id).pin
+    assert pin is not None and list(rig.store.definitions) == [pin.definition]
+    assert Token.decode(answers[0].token).definition == pin.definition
+
+
+def test_a_run_write_lost_after_pinning_is_retried_by_the_next_job() -> None:
+    class FailingOnce(MemoryStore):
+        failed = False
+
+        def save(self, record: RunRecord, expected_version: int | None) -> None:
+            if not self.failed:
+                self.failed = True
+                raise StoreUnavailable("run: write failed (InternalServerError)")
+            super().save(record, expected_version)
+
+    rig = Rig(store=FailingOnce())
+    deferred = rig.tick()
+    assert deferred.kind is AnswerKind.IN_PROGRESS and rig.store.items == {}
+    assert len(rig.store.definitions) == 1  # pinned content, harmless (content-addressed)
+    rig.clock.t += 30
+    created = rig.tick(token=deferred.token)
+    assert created.kind is AnswerKind.IN_PROGRESS and list(rig.store.items) == [deferred.run_id]
+    assert rig.source.fetches == 2 and len(rig.store.definitions) == 1
