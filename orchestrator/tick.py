@@ -14,8 +14,13 @@
                 ▼
             re-read: a delivery of this job won ──► re-send its answer
 
-Progress is reported only after it is persisted: when DynamoDB is down, the job gets the
-nonce it came with (nothing advanced), so the next job tries again.
+A referenced gate (`{"gate": ...}`) is fetched, expanded and stored once, on its run's first
+tick, and pinned to the run (pinning.py); every later tick uses the pinned definition, from
+memory on a warm function.
+
+Progress is reported only after it is persisted: when DynamoDB (or a referenced gate's
+source) is down, the job gets the nonce it came with (nothing advanced), so the next job
+tries again.
 
 Why tokens name the job they answer: two deliveries of one job J may take different paths,
 one answering without a write (idle, or DynamoDB down) and one advancing the run. If
@@ -383,12 +388,10 @@ class Ticker:
             "state store unavailable", extra={"run_id": token.run_id, "error": type(exc).__name__}
         )
         if now >= token.deadline:
+            waited = format_duration(token.deadline - token.started_at)
+            why = "the state store was unavailable" if isinstance(exc, StoreUnavailable) else exc
             return _failure(
-                token.run_id,
-                f"gate timed out after "
-                f"{format_duration(token.deadline - token.started_at)} while the state store "
-                "was unavailable",
-                FailureType.JOB_FAILED,
+                token.run_id, f"gate timed out after {waited} while {why}", FailureType.JOB_FAILED
             )
         # For a run not created yet, this token (nonce None) makes the next job create it.
         what = "state store unavailable" if isinstance(exc, StoreUnavailable) else str(exc)

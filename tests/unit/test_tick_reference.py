@@ -225,3 +225,14 @@ def test_a_run_write_lost_after_pinning_is_retried_by_the_next_job() -> None:
     created = rig.tick(token=deferred.token)
     assert created.kind is AnswerKind.IN_PROGRESS and list(rig.store.items) == [deferred.run_id]
     assert rig.source.fetches == 2 and len(rig.store.definitions) == 1
+
+
+def test_a_source_down_until_the_deadline_fails_naming_it() -> None:
+    rig = Rig()
+    rig.source.down = True
+    answer = rig.tick()
+    rig.clock.t += 24 * 3600
+    last = rig.tick(token=answer.token)
+    assert last.kind is AnswerKind.FAILED and last.failure_type is FailureType.JOB_FAILED
+    assert last.summary == (f"gate timed out after 23h45m while gate {REF}: unavailable (SlowDown)")
+    assert rig.store.items == {}
