@@ -150,13 +150,7 @@ class LocalStack:
                 True,
                 f"DynamoDB Local (embedded; data in {where})",
             )
-        from moto.server import ThreadedMotoServer
-
-        port = dynamodb_local.free_port()
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        moto.start()
-        self._stops.append(moto.stop)
-        url = f"http://127.0.0.1:{port}"
+        url = self._start_moto()
         self._set_env("AWS_ENDPOINT_URL_DYNAMODB", url)
         self._ensure_table()
         return StoreInfo(
@@ -165,6 +159,19 @@ class LocalStack:
             False,
             "in-process DynamoDB emulator (moto; no Java found, nothing is kept)",
         )
+
+    def _start_moto(self) -> str:
+        """moto's server on a free loopback port, stopped with the stack; its URL."""
+        from moto.server import ThreadedMotoServer
+
+        from orchestrator.local.dynamodb_local import free_port
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self._stops.append(server.stop)
+        return f"http://127.0.0.1:{port}"
 
     def _local_credentials(self) -> None:
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
@@ -186,16 +193,8 @@ class LocalStack:
         import hashlib
 
         import boto3
-        from moto.server import ThreadedMotoServer
 
-        from orchestrator.local.dynamodb_local import free_port
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        self._stops.append(server.stop)
-        url = f"http://127.0.0.1:{port}"
+        url = self._start_moto()
         self._set_env("AWS_ENDPOINT_URL_S3", url)
         self._local_credentials()
         s3 = boto3.client("s3", region_name=self.region, endpoint_url=url)
