@@ -526,8 +526,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
     out += [
         "",
         f"A referenced run's item is {run_extra:,} B larger than the inline gate's, whatever "
-        f"the definition's size: its `pin` attribute ({pin:,} B: source, version, sha256, key, "
-        "args), the args in its state, and the key in the token of its stored answer "
+        f"the definition's size: its `pin` attribute ({pin:,} B: source, version, sha256, "
+        "key), the args in its state, and the key in the token of its stored answer "
         f"({ref['token_chars']} characters against {inline['token_chars']}). An UpdateItem is "
         "billed on the whole item, so by AWS's rule (`bench/cost.py`: 1 WRU per KB, plus 2 "
         f"for the `by-status` index) an advancing tick costs {modeled} WRU. The definition "
