@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator import artifacts_report as pure
 from orchestrator.engine import run_context
-from orchestrator.exceptions import GateFailed, OrchestratorError, TransientError
+from orchestrator.exceptions import FailureType, GateFailed, OrchestratorError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -162,7 +162,7 @@ class ArtifactContext:
             present = ", ".join(sorted(inputs)) or "none"
             raise GateFailed(
                 f"the action has no input artifact {name!r} (its input artifacts: {present})",
-                "ConfigurationError",
+                FailureType.CONFIGURATION_ERROR,
             )
         artifact = inputs[name]
         client = self._client(job, f"read input artifact {name!r}")
@@ -178,7 +178,7 @@ class ArtifactContext:
                     more = f" and {len(files) - 10} more" if len(files) > 10 else ""
                     raise GateFailed(
                         f"{what} has no file {path!r} (it has: {listing}{more})",
-                        "ConfigurationError",
+                        FailureType.CONFIGURATION_ERROR,
                     ) from None
                 limits = Limits(max_file_bytes=max_bytes)
                 return _read_entry(archive, entry, what, limits), artifact.revision
@@ -231,7 +231,9 @@ def _s3_error(exc: Exception, doing: str, where: str) -> OrchestratorError:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         if code in _DENIED or status == 403:
-            return GateFailed(f"access denied {doing} {where} ({code})", "PermissionError")
+            return GateFailed(
+                f"access denied {doing} {where} ({code})", FailureType.PERMISSION_ERROR
+            )
         if code in _MISSING or status == 404:
             return GateFailed(f"{doing} {where} failed: not found ({code})")
         if code in _BUSY or status >= 500:

@@ -20,7 +20,8 @@ from jmespath.exceptions import JMESPathError
 from pydantic import ValidationError
 
 from orchestrator.durations import format_duration
-from orchestrator.model import Failure, FailureType, RunState, RunStatus, StepState
+from orchestrator.exceptions import FailureType
+from orchestrator.model import Failure, RunState, RunStatus, StepState
 from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
 from orchestrator.templating import TemplateError
 

@@ -14,6 +14,19 @@ This module imports only the standard library: everything else may import it.
 
 from __future__ import annotations
 
+import enum
+
+
+class FailureType(enum.Enum):
+    """CodePipeline's FailureDetails.type values: what a TerminalError reports."""
+
+    JOB_FAILED = "JobFailed"
+    CONFIGURATION_ERROR = "ConfigurationError"
+    PERMISSION_ERROR = "PermissionError"
+    REVISION_OUT_OF_SYNC = "RevisionOutOfSync"
+    REVISION_UNAVAILABLE = "RevisionUnavailable"
+    SYSTEM_UNAVAILABLE = "SystemUnavailable"
+
 
 class OrchestratorError(Exception):
     """Base class of every error raised on purpose by the orchestrator."""
@@ -22,13 +35,13 @@ class OrchestratorError(Exception):
 class TerminalError(OrchestratorError):
     """An error that ends the gate: the job is answered with a failure."""
 
-    failure_type = "JobFailed"
+    failure_type: FailureType = FailureType.JOB_FAILED
 
 
 class DefinitionError(TerminalError):
     """The gate definition (UserParameters) is invalid; `errors` lists `path: reason` lines."""
 
-    failure_type = "ConfigurationError"
+    failure_type = FailureType.CONFIGURATION_ERROR
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
@@ -42,7 +55,7 @@ class UnknownTokenError(TerminalError):
 class GateFailed(TerminalError):
     """The gate decided to fail: a fail_if condition, a timeout, a cancel, a step error."""
 
-    def __init__(self, message: str, failure_type: str = "JobFailed") -> None:
+    def __init__(self, message: str, failure_type: FailureType = FailureType.JOB_FAILED) -> None:
         self.failure_type = failure_type
         super().__init__(message)
 

@@ -17,9 +17,9 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from orchestrator import _log
 from orchestrator.event import Job, job_id_of
-from orchestrator.exceptions import ReporterUnavailable
+from orchestrator.exceptions import FailureType, ReporterUnavailable
 from orchestrator.metrics import Metrics
-from orchestrator.model import Answer, AnswerKind, FailureType
+from orchestrator.model import Answer, AnswerKind
 from orchestrator.tick import Outcome, Progress, Ticker, monotonic_deadline
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     from orchestrator.services import Services
     from orchestrator.settings import Settings
     from orchestrator.sources import DefinitionSources
+    from orchestrator.store.dynamodb import DynamoRunStore, bind_model
     from orchestrator.tick import TickConfig
-    from state.dynamodb import DynamoRunStore, bind_model
 
     settings = Settings()  # fields come from the environment
     _log.configure(settings.log_level, output)

@@ -1,7 +1,7 @@
 """The run's persisted state and the answers given to CodePipeline, as plain pydantic models.
 
 These are data only: the engine (`engine.py`) decides how they change, the store
-(`state/`) persists them, the reporter sends `Answer`s.
+(`orchestrator/store/`) persists them, the reporter sends `Answer`s.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.exceptions import FailureType  # noqa: TC001 - pydantic needs it at run time
+
 
 class RunStatus(enum.Enum):
     """Where a run is: RUNNING until it SUCCEEDED or FAILED."""
@@ -18,17 +20,6 @@ class RunStatus(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-
-
-class FailureType(enum.Enum):
-    """CodePipeline's FailureDetails.type values."""
-
-    JOB_FAILED = "JobFailed"
-    CONFIGURATION_ERROR = "ConfigurationError"
-    PERMISSION_ERROR = "PermissionError"
-    REVISION_OUT_OF_SYNC = "RevisionOutOfSync"
-    REVISION_UNAVAILABLE = "RevisionUnavailable"
-    SYSTEM_UNAVAILABLE = "SystemUnavailable"
 
 
 class StepState(BaseModel):

@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import templating
-from orchestrator.exceptions import GateFailed, TransientError
+from orchestrator.exceptions import FailureType, GateFailed, TransientError
 
 if TYPE_CHECKING:
     from orchestrator.definition import GateDefinition
@@ -64,7 +64,7 @@ class PipelineContext:
                 raise GateFailed(
                     f"job {job.id}: GetJobDetails refused ({code}); the function's role needs "
                     "codepipeline:GetJobDetails on '*'",
-                    "PermissionError",
+                    FailureType.PERMISSION_ERROR,
                 ) from None
             raise TransientError(f"job {job.id}: GetJobDetails failed ({code})") from None
         except BotoCoreError as exc:

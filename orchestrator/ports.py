@@ -1,6 +1,6 @@
 """The seams between the tick and the outside world, as Protocols.
 
-Production implementations: `state.dynamodb.DynamoRunStore` and
+Production implementations: `orchestrator.store.dynamodb.DynamoRunStore` and
 `orchestrator.reporter.CodePipelineReporter`. Unit tests use honest in-memory fakes.
 """
 

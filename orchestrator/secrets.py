@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from orchestrator.model import FailureType
+from orchestrator.exceptions import FailureType
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping

@@ -43,19 +43,13 @@ from orchestrator.durations import format_duration
 from orchestrator.exceptions import (
     ConflictError,
     DefinitionError,
+    FailureType,
     StoreUnavailable,
     TerminalError,
     TransientError,
     UnknownTokenError,
 )
-from orchestrator.model import (
-    Answer,
-    AnswerKind,
-    FailureType,
-    RunRecord,
-    RunState,
-    RunStatus,
-)
+from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus
 from orchestrator.pinning import Pins
 from orchestrator.ports import NoJobContext
 from orchestrator.reference import Reference, read_user_parameters
@@ -128,7 +122,7 @@ class Ticker:
         try:
             answer, progress = self._decide(job, time_left)
         except TerminalError as exc:
-            answer = _failure(_run_id_hint(job), str(exc), FailureType(exc.failure_type))
+            answer = _failure(_run_id_hint(job), str(exc), exc.failure_type)
         delivery = self._reporter.report(job.id, answer)
         log.info(
             "answered",
@@ -237,9 +231,7 @@ class Ticker:
             except TransientError as exc:
                 return self._store_down(job, token, exc), Progress.DEFERRED
             except TerminalError as exc:
-                new_state = engine.fail(
-                    new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
-                )
+                new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
         if record is not None and new_state == loaded:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)

@@ -197,7 +197,7 @@ def build() -> App:
     from orchestrator import _log
     from orchestrator.approval.links import KEYS
     from orchestrator.settings import Settings
-    from state.dynamodb import DynamoRunStore, bind_model
+    from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
     settings = Settings()  # fields come from the environment
     _log.configure(settings.log_level)

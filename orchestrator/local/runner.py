@@ -181,7 +181,7 @@ class LocalStack:
     def _ensure_table(self) -> None:
         import boto3
 
-        from state.schema import create_table
+        from orchestrator.local.schema import create_table
 
         create_table(boto3.client("dynamodb", region_name=self.region), self.table_name)
 
@@ -217,7 +217,7 @@ class LocalStack:
 
     def store(self) -> Any:
         """A RunStore on the chosen table (for the operator commands)."""
-        from state.dynamodb import DynamoRunStore, bind_model
+        from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
         return DynamoRunStore(bind_model(self.table_name, self.region))
 

@@ -25,7 +25,8 @@ from orchestrator.durations import parse_duration
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from orchestrator.model import FailureType, StepState
+    from orchestrator.exceptions import FailureType
+    from orchestrator.model import StepState
 
 
 def _duration(value: object) -> float:

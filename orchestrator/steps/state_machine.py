@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.durations import format_duration
-from orchestrator.model import FailureType
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext
 from orchestrator.local.emulator import CodePipelineEmulator
-from state.dynamodb import DynamoRunStore, bind_model
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -20,7 +20,7 @@ from orchestrator.approval.decide import decide
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
-from state.dynamodb import DynamoRunStore, bind_model
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 from tests.integration.test_approval_rig import (
     ALICE,
     BOB,

@@ -233,7 +233,7 @@ def test_without_java_an_in_process_emulator_is_used_and_named(
 def test_python_dash_m_and_help_for_every_command() -> None:
     for command in ([], ["run"], ["validate"], ["status"], ["runs"], ["cancel"]):
         out = subprocess.run(
-            [sys.executable, "-m", "orchestrator", *command, "--help"],
+            [sys.executable, "-m", "orchestrator.cli", *command, "--help"],
             capture_output=True,
             text=True,
             check=True,

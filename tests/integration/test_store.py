@@ -9,9 +9,9 @@ import botocore.session
 import pytest
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.local.schema import create_table_params
 from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus, StepState
-from state.dynamodb import DynamoRunStore, bind_model
-from state.schema import create_table_params
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
 
 def record(run_id: str, version: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:

@@ -33,8 +33,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.model import Answer
 from orchestrator.reporter import CodePipelineReporter, codepipeline_client
 from orchestrator.services import Services
+from orchestrator.store.dynamodb import DynamoRunStore, RunItem
 from orchestrator.tick import TickConfig, Ticker
-from state.dynamodb import DynamoRunStore, RunItem
 from tests.reliability.figures import FIGURES
 
 if TYPE_CHECKING:

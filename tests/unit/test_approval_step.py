@@ -13,7 +13,8 @@ import pytest
 from orchestrator.approval import runtime
 from orchestrator.approval.decide import Refusal, Refused, decide
 from orchestrator.event import Job
-from orchestrator.model import AnswerKind, FailureType
+from orchestrator.exceptions import FailureType
+from orchestrator.model import AnswerKind
 from orchestrator.services import HttpResponse
 from orchestrator.steps.approval import NOTIFY_KEY
 from orchestrator.tick import TickConfig, Ticker

@@ -5,7 +5,8 @@ from typing import Any
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus
 from orchestrator.services import HttpError, Services
 from tests.fakes import ManualClock, ScriptedHttp, json_response
 

@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.exceptions import DefinitionError
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import DefinitionError, FailureType
+from orchestrator.model import RunState, RunStatus
 from tests.fakes import ManualClock
 
 T0 = 1_800_000_000.0

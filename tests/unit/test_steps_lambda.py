@@ -14,7 +14,8 @@ from botocore.response import StreamingBody
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import FakeServices, client_error
 

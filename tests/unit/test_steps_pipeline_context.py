@@ -11,7 +11,7 @@ import pytest
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.event import Job
-from orchestrator.exceptions import GateFailed, TransientError
+from orchestrator.exceptions import FailureType, GateFailed, TransientError
 from orchestrator.pipeline_context import PipelineContext, mentions_pipeline
 from tests.unit.test_steps_alarms import client_error
 
@@ -87,4 +87,4 @@ def test_faults_are_transient_except_a_refusal() -> None:
     client.errors.append(client_error("AccessDeniedException", 400, "GetJobDetails"))
     with pytest.raises(GateFailed) as caught:
         part.gather(JOB, definition, state)
-    assert caught.value.failure_type == "PermissionError"
+    assert caught.value.failure_type is FailureType.PERMISSION_ERROR

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from orchestrator import engine
 from orchestrator.definition import parse_definition
-from orchestrator.model import FailureType, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunStatus
 from orchestrator.secrets import SecretCache, SecretError, SecretRef, cache_for, resolve
 from orchestrator.services import HttpResponse
 from tests.fakes import ManualClock

@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cli_view import ConsoleView, JsonView
+from orchestrator.cli.view import ConsoleView, JsonView
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.exceptions import DefinitionError
 from orchestrator.local.gatefiles import (
