@@ -64,10 +64,24 @@ class RunState(BaseModel):
     ended_at: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""
-    # Signals written outside the tick (not part of the stored state document):
+
+
+class Signals(BaseModel):
+    """What reaches a run from outside the tick's own writes, each held once, here.
+
+    Written straight into the run's item (never by the tick's conditional update, so a
+    write meanwhile survives) and handed to the engine with the state it advances.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     cancel_requested_by: str | None = None
+    """Who asked to cancel (`orchestrator cancel`): the next tick fails the gate."""
     decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per step name, per principal: {"decision", "comment", "at"} (approvals)."""
+    claims: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per step name, per key: a step's once-per-key records (`StepContext.claim`), e.g. the
+    lambda step's invocation claims and outcomes, the approval's notification."""
 
 
 class Pin(BaseModel):
@@ -157,8 +171,8 @@ class RunRecord(BaseModel):
     created_at: float
     updated_at: float
     expires_at: int
-    cancel_requested_by: str | None = None
-    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    signals: Signals = Field(default_factory=Signals)
+    """Read with the run; never written by the tick (see Signals)."""
     pin: Pin | None = None
     """Set for a referenced gate: written with the run's first write, never changed."""
 

@@ -54,6 +54,11 @@ class RunStore(Protocol):
         """
         ...
 
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        """Record a step's once-per-key claim on a running run (`StepContext.claim`), with
+        `record_decision`'s semantics, in the run's claims rather than its decisions."""
+        ...
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         """Most recently updated runs, newest first, optionally in one status (no scans)."""
         ...

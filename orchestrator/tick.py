@@ -207,12 +207,7 @@ class Ticker:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
                 return record.last_answer, Progress.UNCHANGED
-            state = record.state.model_copy(
-                update={
-                    "cancel_requested_by": record.cancel_requested_by,
-                    "decisions": record.decisions,
-                }
-            )
+            state = record.state
         loaded = state
         try:
             gathered = self._job_context.gather(job, definition, state)
@@ -222,8 +217,9 @@ class Ticker:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
         claim = self._claim(state.run_id) if record is not None else _unclaimable
+        signals = record.signals if record is not None else None
         new_state = engine.advance(
-            definition, state, self._clock.now, budget, self._services, claim
+            definition, state, self._clock.now, budget, self._services, claim, signals
         )
         if new_state.status is RunStatus.SUCCEEDED:
             try:
@@ -257,7 +253,7 @@ class Ticker:
     def _claim(self, run_id: str) -> Callable[[str, str, dict[str, Any]], bool]:
         def claim(step: str, key: str, value: dict[str, Any]) -> bool:
             try:
-                return self._store.record_decision(run_id, step, key, value)
+                return self._store.claim(run_id, step, key, value)
             except StoreUnavailable:
                 return False
 
@@ -287,8 +283,6 @@ class Ticker:
             created_at=previous.created_at if previous else now,
             updated_at=now,
             expires_at=int((state.deadline if running else now) + ttl),
-            cancel_requested_by=previous.cancel_requested_by if previous else None,
-            decisions=previous.decisions if previous else {},
             pin=previous.pin if previous else pin,
         )
         try:

@@ -359,7 +359,7 @@ def status(
                     "summary": record.last_answer.summary,
                     "state": state.model_dump(mode="json"),
                     "updated_at": record.updated_at,
-                    "cancel_requested_by": record.cancel_requested_by,
+                    "cancel_requested_by": record.signals.cancel_requested_by,
                     "definition": record.pin.model_dump(mode="json") if record.pin else None,
                 }
             )
@@ -368,8 +368,8 @@ def status(
     console.print(
         f"run [bold]{run_id}[/]: {state.status.value}"
         + (
-            f" (cancel requested by {record.cancel_requested_by})"
-            if record.cancel_requested_by
+            f" (cancel requested by {record.signals.cancel_requested_by})"
+            if record.signals.cancel_requested_by
             else ""
         )
     )

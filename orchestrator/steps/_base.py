@@ -120,13 +120,14 @@ class StepContext:
     time_left: Callable[[], float]
     services: Any = field(default=None)
     decisions: Mapping[str, Any] = field(default_factory=dict)
-    """Decisions recorded for this step outside the tick's own writes, by key: approvers'
-    (by principal), and the step's claims (keys starting with "~")."""
+    """Approvers' decisions on this step, by principal (written outside the tick)."""
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    """This step's once-per-key records, by key (what `claim` wrote, on earlier ticks)."""
     claim: Callable[[str, dict[str, Any]], bool] | None = None
-    """Record `value` under `key` in this step's decisions, once: True for the one caller
+    """Record `value` under `key` in this step's claims, once: True for the one caller
     that wrote it; False when it was there already, or the run is not stored yet (its first
-    tick), or the store is unavailable. Seen as `decisions` from the next tick on. None
-    when there is no store (the engine alone)."""
+    tick), or the store is unavailable. Seen in `claims` from the next tick on. None when
+    there is no store (the engine alone)."""
 
 
 class Retry(BaseModel):

@@ -9,9 +9,9 @@ function error (`X-Amz-Function-Error`) fails the gate with the function's `erro
 `retry` and they are tried again later; nothing else is retried by the step.
 
 Once per attempt, even when deliveries race. Before invoking, the delivery claims the
-attempt with the store's once-per-key write (`~invoke-<n>` in the step's decisions); a
+attempt with the store's once-per-key write (`invoke-<n>` in the step's claims); a
 delivery that finds it claimed waits for the claimant's outcome, which the claimant also
-records (`~result-<n>`) before writing the run, so it survives a claimant whose write of
+records (`result-<n>`) before writing the run, so it survives a claimant whose write of
 the run loses the race. The claim carries a random id that the run's memo keeps, so a claim
 written but reported as failed (its response lost) is recognised as the run's own at the
 next tick, which then invokes. A claim with no outcome after `CLAIM_LEASE_SECONDS` of real time
@@ -77,13 +77,13 @@ class LambdaStep(Step):
 
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         attempt = int(state.memo.get("invocations", 0))
-        claim_key, result_key = f"~invoke-{attempt}", f"~result-{attempt}"
-        recorded = ctx.decisions.get(result_key)
+        claim_key, result_key = f"invoke-{attempt}", f"result-{attempt}"
+        recorded = ctx.claims.get(result_key)
         if isinstance(recorded, dict):  # claimed, invoked and recorded by another delivery
             state.memo["invocations"] = attempt + 1
             return _replayed(recorded)
         if ctx.claim is not None:
-            held = ctx.decisions.get(claim_key)
+            held = ctx.claims.get(claim_key)
             if isinstance(held, dict) and held.get("by") != state.memo.get("claim"):
                 return self._held(held, ctx)
             # Not held, or held by this run's own earlier tick, whose claim was written but

@@ -59,7 +59,7 @@ class Gate:
     def decisions(self) -> dict[str, Any]:
         record = self.store.load(self.run_id)
         assert record is not None
-        return record.decisions.get("signoff", {})
+        return record.signals.decisions.get("signoff", {})
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ class Endpoint:
     def decisions(self, run_id: str) -> dict[str, Any]:
         record = self.store.load(run_id)
         assert record is not None
-        return record.decisions.get("signoff", {})
+        return record.signals.decisions.get("signoff", {})
 
 
 @pytest.fixture

@@ -95,6 +95,9 @@ class CrashingStore:
     ) -> bool:
         return self._inner.record_decision(run_id, step, principal, decision)
 
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        return self._inner.claim(run_id, step, key, value)
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         return self._inner.recent(status, limit)
 
