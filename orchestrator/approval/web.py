@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from orchestrator.approval.links import LinkClaim
     from orchestrator.ports import RunStore
+    from orchestrator.settings import Settings
 
 log = logging.getLogger("orchestrator")
 
@@ -189,8 +190,9 @@ def _fields_of(claim: LinkClaim, outcome: str) -> dict[str, str]:
 _app: App | None = None
 
 
-def build() -> App:
-    """The endpoint from settings: the runs table and the signing key's secret ARN."""
+def build(settings: Settings | None = None) -> App:
+    """The endpoint from `settings` (default: read from the environment, once, here): the
+    runs table and the signing key's secret ARN."""
     import boto3
     from botocore.config import Config
 
@@ -199,7 +201,7 @@ def build() -> App:
     from orchestrator.settings import Settings
     from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
-    settings = Settings()  # fields come from the environment
+    settings = settings or Settings()  # fields come from the environment
     _log.configure(settings.log_level)
     store = DynamoRunStore(bind_model(settings.table_name, settings.region))
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3)
