@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from orchestrator.definition import GateDefinition
+    from orchestrator.services import ServiceClients
 
 MAX_OUTPUT_BYTES = 122_880
 """CodePipeline's limit on the total size of one action's output variables."""
@@ -60,7 +61,7 @@ def advance(
     state: RunState,
     now: Callable[[], float],
     budget: Budget,
-    services: Any = None,
+    services: ServiceClients | None = None,
     claim: Callable[[str, str, dict[str, Any]], bool] | None = None,
     signals: Signals | None = None,
 ) -> RunState:

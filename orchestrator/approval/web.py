@@ -194,9 +194,8 @@ def build(settings: Settings | None = None) -> App:
     """The endpoint from `settings` (default: read from the environment, once, here): the
     runs table and the signing key's secret ARN."""
     import boto3
-    from botocore.config import Config
 
-    from orchestrator import _log
+    from orchestrator import _log, aws
     from orchestrator.approval.links import KEYS
     from orchestrator.settings import Settings
     from orchestrator.store.dynamodb import DynamoRunStore, bind_model
@@ -204,7 +203,7 @@ def build(settings: Settings | None = None) -> App:
     settings = settings or Settings()  # fields come from the environment
     _log.configure(settings.log_level)
     store = DynamoRunStore(bind_model(settings.table_name, settings.region))
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3)
+    config = aws.client_config(attempts=3, connect_timeout=3, read_timeout=60)
     client = boto3.client("secretsmanager", region_name=settings.region, config=config)
     arn = settings.approval_secret_arn
 

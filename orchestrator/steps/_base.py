@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from orchestrator.exceptions import FailureType
     from orchestrator.model import StepState
+    from orchestrator.services import ServiceClients
 
 
 def _duration(value: object) -> float:
@@ -118,7 +119,7 @@ class StepContext:
     now: float
     run: Mapping[str, Any]
     time_left: Callable[[], float]
-    services: Any = field(default=None)
+    services: ServiceClients | None = field(default=None)
     decisions: Mapping[str, Any] = field(default_factory=dict)
     """Approvers' decisions on this step, by principal (written outside the tick)."""
     claims: Mapping[str, Any] = field(default_factory=dict)
@@ -169,6 +170,11 @@ class Step(BaseModel):
         if not templating.expressions(raw):
             return self
         return type(self).model_validate(templating.render(raw, context))
+
+    def reads_pipeline(self) -> bool:
+        """Whether polling needs the run context's `pipeline` document even when no
+        `${...}` names it (GetJobDetails is asked only for runs that need it)."""
+        return False
 
     @property
     def interval(self) -> float:

@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
 
 from orchestrator import engine
@@ -150,10 +150,20 @@ def test_other_errors_fail_without_retry_and_with_their_type() -> None:
             FailureType.PERMISSION_ERROR,
             "step 'check': invoking nope: AccessDeniedException (AccessDeniedException)",
         ),
+        (  # a 502 that no retry mends: Lambda cannot decrypt the function's environment
+            client_error("KMSAccessDeniedException", 502, "Invoke"),
+            FailureType.PERMISSION_ERROR,
+            "step 'check': invoking nope: KMSAccessDeniedException (KMSAccessDeniedException)",
+        ),
         (
             ReadTimeoutError(endpoint_url="https://lambda"),
             FailureType.JOB_FAILED,
             "step 'check': no response from function nope (ReadTimeoutError); it may have run",
+        ),
+        (
+            ConnectionClosedError(endpoint_url="https://lambda"),
+            FailureType.JOB_FAILED,
+            "step 'check': no response from function nope (ConnectionClosedError); it may have run",
         ),
     ]
     for error, failure_type, message in cases:
