@@ -1,7 +1,9 @@
 """The seams between the tick and the outside world, as Protocols.
 
-Production implementations: `orchestrator.store.dynamodb.DynamoRunStore` and
-`orchestrator.reporter.CodePipelineReporter`. Unit tests use honest in-memory fakes.
+Production implementations: `orchestrator.store.dynamodb.DynamoRunStore` (RunStore),
+`orchestrator.reporter.CodePipelineReporter` (Reporter), `orchestrator.job_context`
+(JobContext: pipeline context and artifacts) and `orchestrator.sources.DefinitionSources`
+(DefinitionSource: referenced gates). Unit tests use honest in-memory fakes (tests/fakes.py).
 """
 
 from __future__ import annotations

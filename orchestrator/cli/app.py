@@ -1,7 +1,7 @@
 """`orchestrator`: rehearse gates locally and operate them once they run in AWS.
 
     orchestrator run FILE         a gate or a pipeline, through the CodePipeline emulator
-    orchestrator validate FILE    check a gate definition (exit 2 with field paths)
+    orchestrator validate FILE    check a gate file (--args) or a pipeline (exit 2, field paths)
     orchestrator status RUN_ID    one run: steps, timings, last summary
     orchestrator runs             recent runs, optionally by state
     orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"

@@ -120,6 +120,9 @@ class ApprovalStep(Step):
 
     approval: ApprovalSpec
 
+    def reads_pipeline(self) -> bool:
+        return self.approval.notify is not None  # the notice names the pipeline
+
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         spec, memo = self.approval, state.memo
         if "approvers" not in memo:
@@ -189,12 +192,14 @@ class ApprovalStep(Step):
     def _send(self, state: StepState, ctx: StepContext, found: Runtime) -> list[str]:
         from orchestrator.approval import links, notify
 
+        services = ctx.services
+        assert services is not None  # _notify sends nothing without them
         spec, errors = self.approval, []
         minted: list[links.Link] = []
         exact = [normalize(p) for p in spec.approvers if is_exact(p)]
         if found.base_url and found.secret_arn and exact:
             try:
-                key = links.KEYS.get(found.secret_arn, ctx.services.aws("secretsmanager"))
+                key = links.KEYS.get(found.secret_arn, services.aws("secretsmanager"))
             except links.KeyUnavailable as exc:
                 errors.append(f"links: {exc}")
             else:
@@ -212,7 +217,7 @@ class ApprovalStep(Step):
         )
         assert spec.notify is not None
         timeout = min(10.0, max(ctx.time_left() - 1.0, 0.5))
-        errors += notify.send(notice, spec.notify.sns, spec.notify.webhook, ctx.services, timeout)
+        errors += notify.send(notice, spec.notify.sns, spec.notify.webhook, services, timeout)
         return errors
 
 

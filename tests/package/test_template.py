@@ -1147,3 +1147,18 @@ def test_the_docs_explain_the_deploy_and_the_pipeline_permission() -> None:
         *load_cfn(TEMPLATE)["Parameters"],
     ):
         assert needle in text, needle
+
+
+def test_the_deploy_doc_names_every_resource_type_resource_and_output() -> None:
+    """docs/DEPLOY.md describes the stack template.yaml declares: each output, each resource
+    (by its logical id) and each resource type, in backquotes."""
+    text = DOCS.read_text()
+    template = load_cfn(TEMPLATE)
+    resources = template["Resources"]
+    needles = {
+        *template["Outputs"],
+        *resources,
+        *(resource["Type"] for resource in resources.values()),
+    }
+    missing = sorted(needle for needle in needles if f"`{needle}`" not in text)
+    assert missing == []
