@@ -130,7 +130,7 @@ boto3.client("dynamodb")
 t1 = time.perf_counter()
 Connection(region="us-east-1").client
 t2 = time.perf_counter()
-shared = Connection(region="us-east-1")  # as state.dynamodb.bind_model(loader_from=...)
+shared = Connection(region="us-east-1")  # as store.dynamodb.bind_model(loader_from=...)
 shared.session.register_component(
     "data_loader", boto3.DEFAULT_SESSION._session.get_component("data_loader"))
 shared.client

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.local.emulator import JobRecord
 
 UPDATED = (
-    # what the handler's UpdateItem sets (state/dynamodb.py DynamoRunStore.save)
+    # what the handler's UpdateItem sets (orchestrator/store/dynamodb.py DynamoRunStore.save)
     "version",
     "status",
     "updated_at",
@@ -222,8 +222,7 @@ def _value_size(value: dict[str, Any]) -> int:
 
 _GROUPS = (
     # (substring of the file or builtin name, group), first match wins
-    ("orchestrator/", "orchestrator + state"),
-    ("/state/", "orchestrator + state"),
+    ("orchestrator/", "orchestrator"),
     ("pynamodb/", "pynamodb"),
     ("pydantic", "pydantic"),
     ("botocore/", "botocore"),

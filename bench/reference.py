@@ -46,7 +46,7 @@ from bench.overhead import dynamodb_item_size
 from bench.proxy import CountingProxy, Record
 from bench.rig import REGION, Stack, boto_config, gate, tick, walk
 from orchestrator import handler
-from state.dynamodb import DEFINITION_PREFIX
+from orchestrator.store.dynamodb import DEFINITION_PREFIX
 
 if TYPE_CHECKING:
     from orchestrator.local.emulator import JobRecord

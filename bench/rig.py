@@ -22,7 +22,7 @@ from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext
 from orchestrator.local.dynamodb_local import DynamoDBLocal
 from orchestrator.local.emulator import CodePipelineEmulator
-from state.schema import create_table
+from orchestrator.local.schema import create_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable

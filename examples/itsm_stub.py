@@ -2,32 +2,44 @@
 
     python examples/itsm_stub.py [--port 8765] [--approve-after 3] [--reject]
 
-GET /api/change/<id> answers `{"id": "CHG<id>", "state": "pending" | "approved" | "rejected"}`.
+GET /api/change/<id> answers `{"id": "CHG<n>", "state": "pending" | "approved" | "rejected",
+"polls": <count>}`. A change is named by its number or by the id the API gives it (`42` or
+`CHG42`, as an action that passes on `#{Change.ChangeId}` does): both are polls of the same
+change. Any other path is a 404.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+_CHANGE = re.compile(r"/api/change/(?:CHG)?([0-9]{1,12})")
 
-def make_server(port: int, approve_after: int, reject: bool) -> ThreadingHTTPServer:
-    polls: dict[str, int] = {}
+
+class ItsmStub(ThreadingHTTPServer):
+    """The API's server; `polls` counts the GETs of each change, by its number."""
+
+    polls: dict[str, int]
+
+
+def make_server(port: int, approve_after: int, reject: bool) -> ItsmStub:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            parts = self.path.strip("/").split("/")
-            if len(parts) != 3 or parts[:2] != ["api", "change"]:
+            found = _CHANGE.fullmatch(self.path)
+            if found is None:
                 self.send_error(404)
                 return
+            number = found.group(1)
             with lock:
-                polls[parts[2]] = count = polls.get(parts[2], 0) + 1
+                server.polls[number] = count = server.polls.get(number, 0) + 1
             done = "rejected" if reject else "approved"
             state = done if count >= approve_after else "pending"
-            body = json.dumps({"id": f"CHG{parts[2]}", "state": state, "polls": count}).encode()
+            body = json.dumps({"id": f"CHG{number}", "state": state, "polls": count}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -37,7 +49,9 @@ def make_server(port: int, approve_after: int, reject: bool) -> ThreadingHTTPSer
         def log_message(self, format: str, *args: object) -> None:  # quiet
             return
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ItsmStub(("127.0.0.1", port), Handler)
+    server.polls = {}
+    return server
 
 
 def main() -> None:

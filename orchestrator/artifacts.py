@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator import artifacts_report as pure
+from orchestrator import aws
 from orchestrator.engine import run_context
-from orchestrator.exceptions import GateFailed, OrchestratorError, TransientError
+from orchestrator.exceptions import FailureType, GateFailed, OrchestratorError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,11 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orchestrator")
 
-_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "InvalidToken"}
-_DENIED |= {"ExpiredToken", "SignatureDoesNotMatch", "KMS.AccessDeniedException"}
-_MISSING = {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}
-_BUSY = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
-_RETRIES: Any = {"mode": "standard", "max_attempts": 3}
 _UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 _KEYS_IN_HEADERS = re.compile(
     r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?|Credential=)[^'\",\s/]+", re.I
@@ -162,7 +158,7 @@ class ArtifactContext:
             present = ", ".join(sorted(inputs)) or "none"
             raise GateFailed(
                 f"the action has no input artifact {name!r} (its input artifacts: {present})",
-                "ConfigurationError",
+                FailureType.CONFIGURATION_ERROR,
             )
         artifact = inputs[name]
         client = self._client(job, f"read input artifact {name!r}")
@@ -178,7 +174,7 @@ class ArtifactContext:
                     more = f" and {len(files) - 10} more" if len(files) > 10 else ""
                     raise GateFailed(
                         f"{what} has no file {path!r} (it has: {listing}{more})",
-                        "ConfigurationError",
+                        FailureType.CONFIGURATION_ERROR,
                     ) from None
                 limits = Limits(max_file_bytes=max_bytes)
                 return _read_entry(archive, entry, what, limits), artifact.revision
@@ -196,7 +192,6 @@ class ArtifactContext:
     def _boto3_client(self, credentials: ArtifactCredentials) -> S3Objects:
         """A client signed with this job's keys; the endpoint follows AWS_ENDPOINT_URL_S3."""
         import boto3
-        from botocore.config import Config
 
         with self._lock:  # one session (it caches service models), one client per job
             if self._session is None:
@@ -206,7 +201,7 @@ class ArtifactContext:
                 aws_access_key_id=credentials.access_key_id.get_secret_value(),
                 aws_secret_access_key=credentials.secret_access_key.get_secret_value(),
                 aws_session_token=credentials.session_token.get_secret_value(),
-                config=Config(retries=_RETRIES, connect_timeout=5, read_timeout=20),
+                config=aws.client_config(attempts=3, connect_timeout=5, read_timeout=20),
             )
         return cast("S3Objects", client)
 
@@ -227,17 +222,18 @@ def _where(artifact: Artifact) -> str:
 
 def _s3_error(exc: Exception, doing: str, where: str) -> OrchestratorError:
     """One S3 failure as what the tick must do about it; the message names no credential."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code in _DENIED or status == 403:
-            return GateFailed(f"access denied {doing} {where} ({code})", "PermissionError")
-        if code in _MISSING or status == 404:
-            return GateFailed(f"{doing} {where} failed: not found ({code})")
-        if code in _BUSY or status >= 500:
-            return ArtifactStoreUnavailable(f"{doing} {where}: S3 answered {code or status}")
-        return GateFailed(f"{doing} {where} failed ({code or status})")
-    return ArtifactStoreUnavailable(f"{doing} {where}: {type(exc).__name__}")
+    if not isinstance(exc, ClientError):  # no answer: no connection, a timeout, a cut body
+        return ArtifactStoreUnavailable(f"{doing} {where}: {aws.describe(exc)}")
+    fault, code = aws.classify(exc), aws.error_code(exc)
+    if fault is aws.AwsFault.DENIED:
+        return GateFailed(f"access denied {doing} {where} ({code})", FailureType.PERMISSION_ERROR)
+    if fault is aws.AwsFault.NOT_FOUND:
+        return GateFailed(f"{doing} {where} failed: not found ({code})")
+    if fault.transient:
+        return ArtifactStoreUnavailable(
+            f"{doing} {where}: S3 answered {code or aws.http_status(exc)}"
+        )
+    return GateFailed(f"{doing} {where} failed ({code or aws.http_status(exc)})")
 
 
 def _download(client: S3Objects, artifact: Artifact, limits: Limits) -> bytes:

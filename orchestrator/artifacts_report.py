@@ -29,7 +29,7 @@ from jmespath.exceptions import JMESPathError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator import templating
-from orchestrator.exceptions import GateFailed
+from orchestrator.exceptions import FailureType, GateFailed
 from orchestrator.steps._base import Expression, search
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def check_outputs(job: Job, definition: GateDefinition) -> None:
             raise GateFailed(
                 f"artifacts.{name}: the action has no output artifact named {name!r} "
                 f"(output artifacts: {', '.join(outputs) or 'none'})",
-                "ConfigurationError",
+                FailureType.CONFIGURATION_ERROR,
             )
 
 
@@ -196,14 +196,14 @@ def input_names(job: Job, wanted: Wanted) -> list[str]:
             raise GateFailed(
                 f"input artifact {name!r} is read by the definition but the action has "
                 f"none by that name (input artifacts: {', '.join(inputs) or 'none'})",
-                "ConfigurationError",
+                FailureType.CONFIGURATION_ERROR,
             )
         for file in sorted(wanted.files.get(name) or ()):
             if not is_safe_name(file):
                 raise GateFailed(
                     f"input artifact {name!r}: file name {file!r} is not a safe relative "
                     "path (absolute or with '..')",
-                    "ConfigurationError",
+                    FailureType.CONFIGURATION_ERROR,
                 )
     return names
 
@@ -261,7 +261,7 @@ def render_files(
         except JMESPathError as exc:
             reason = str(exc).splitlines()[0]
             raise GateFailed(
-                f"artifacts.{artifact}.files.{name}: {reason}", "ConfigurationError"
+                f"artifacts.{artifact}.files.{name}: {reason}", FailureType.CONFIGURATION_ERROR
             ) from None
         text = value if isinstance(value, str) else json.dumps(value, indent=2) + "\n"
         rendered.append((name, text.encode()))

@@ -1,7 +1,9 @@
-"""The gate definition language v1, read from the action's UserParameters (a JSON object).
+"""The gate definition language v1: inline in the action's UserParameters (a JSON object),
+or in a gate file the UserParameters reference (`orchestrator.reference` expands it).
 
-`parse_definition` returns a validated `GateDefinition` or raises `DefinitionError` whose
-lines name the field path and the reason, e.g. `steps[1].every: invalid duration 'soon'`.
+`parse_definition` (UserParameters) and `validate_definition` (a decoded document) return a
+validated `GateDefinition` or raise `DefinitionError`, whose lines name the field path and
+the reason, e.g. `steps[1].every: invalid duration 'soon'`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""The pure engine: given a run's state, its definition and the time, advance the run.
+"""The pure engine: given a run's state, its definition, the time and the signals that
+reached the run from outside (a cancel, approvers' decisions, steps' claims), advance the run.
 
-It imports neither boto3 nor pynamodb. Steps are polled through their `poll()` method
-(which may do I/O through `ctx.services`); everything else is arithmetic on `RunState`.
+It imports neither boto3 nor pynamodb (tests/architecture checks it). Steps are polled
+through their `poll()` method (which may do I/O through `ctx.services`); everything else is
+arithmetic on `RunState`.
 
 One call of `advance()` polls every step that is due, in order, moving on as steps finish,
 and stops at the first step that is still pending, at a failure, at the end of the gate,
-or when `time_left()` (real seconds left in this invocation) drops below `reserve`.
+or when the budget's `time_left()` (real seconds left in this invocation) drops below its
+`reserve`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from jmespath.exceptions import JMESPathError
 from pydantic import ValidationError
 
 from orchestrator.durations import format_duration
-from orchestrator.model import Failure, FailureType, RunState, RunStatus, StepState
+from orchestrator.exceptions import FailureType
+from orchestrator.model import Failure, RunState, RunStatus, Signals, StepState
 from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
 from orchestrator.templating import TemplateError
 
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from orchestrator.definition import GateDefinition
+    from orchestrator.services import ServiceClients
 
 MAX_OUTPUT_BYTES = 122_880
 """CodePipeline's limit on the total size of one action's output variables."""
@@ -56,14 +61,17 @@ def advance(
     state: RunState,
     now: Callable[[], float],
     budget: Budget,
-    services: Any = None,
+    services: ServiceClients | None = None,
     claim: Callable[[str, str, dict[str, Any]], bool] | None = None,
+    signals: Signals | None = None,
 ) -> RunState:
     """Return the run advanced as far as it can go right now (the input is not modified).
 
-    `claim(step, key, value)` is the store's once-per-key write into a step's decisions
-    (see `StepContext.claim`).
+    `signals` are what reached the run from outside (a cancel, approvers' decisions, the
+    steps' claims); `claim(step, key, value)` is the store's once-per-key write into a
+    step's claims (see `StepContext.claim`).
     """
+    signals = signals or Signals()
     run = state.model_copy(deep=True)
     if run.status is not RunStatus.RUNNING:
         return run
@@ -74,8 +82,8 @@ def advance(
             "the gate definition changed while the run was in progress",
             FailureType.CONFIGURATION_ERROR,
         )
-    if run.cancel_requested_by:
-        return _fail(run, now(), f"cancelled by {run.cancel_requested_by}")
+    if signals.cancel_requested_by:
+        return _fail(run, now(), f"cancelled by {signals.cancel_requested_by}")
     while run.step_index < len(definition.steps):
         at = now()
         step = definition.steps[run.step_index]
@@ -108,8 +116,9 @@ def advance(
             context,
             budget.time_left,
             services,
-            run.decisions.get(step.name, {}),
-            partial(claim, step.name) if claim is not None else None,
+            decisions=signals.decisions.get(step.name, {}),
+            claims=signals.claims.get(step.name, {}),
+            claim=partial(claim, step.name) if claim is not None else None,
         )
         outcome = _poll(step, step_state, ctx)
         step_state.polls += 1

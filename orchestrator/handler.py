@@ -17,13 +17,14 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from orchestrator import _log
 from orchestrator.event import Job, job_id_of
-from orchestrator.exceptions import ReporterUnavailable
+from orchestrator.exceptions import FailureType, ReporterUnavailable
 from orchestrator.metrics import Metrics
-from orchestrator.model import Answer, AnswerKind, FailureType
+from orchestrator.model import Answer, AnswerKind
 from orchestrator.tick import Outcome, Progress, Ticker, monotonic_deadline
 
 if TYPE_CHECKING:
     from orchestrator.clock import Clock
+    from orchestrator.settings import Settings
 
 log = logging.getLogger("orchestrator")
 
@@ -49,15 +50,21 @@ class App:
 _app: App | None = None
 
 
-def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
-    """Read settings and build the ticker with its production adapters.
+def build_app(
+    clock: Clock | None = None,
+    output: IO[str] | None = None,
+    settings: Settings | None = None,
+) -> App:
+    """Build the ticker with its production adapters, from `settings` (default: read from
+    the environment, once, here).
 
-    `clock` and `output` (where JSON logs and metrics go) are for the local runner;
-    Lambda uses the real clock and stdout.
+    `clock`, `output` (where JSON logs and metrics go) and `settings` are for the local
+    runner; Lambda uses the real clock, stdout and its environment.
     """
     import boto3
     import botocore.session
 
+    from orchestrator.approval import runtime
     from orchestrator.artifacts import ArtifactContext
     from orchestrator.clock import SystemClock
     from orchestrator.job_context import CompositeJobContext
@@ -66,11 +73,13 @@ def build_app(clock: Clock | None = None, output: IO[str] | None = None) -> App:
     from orchestrator.services import Services
     from orchestrator.settings import Settings
     from orchestrator.sources import DefinitionSources
+    from orchestrator.store.dynamodb import DynamoRunStore, bind_model
     from orchestrator.tick import TickConfig
-    from state.dynamodb import DynamoRunStore, bind_model
 
-    settings = Settings()  # fields come from the environment
+    settings = settings or Settings()  # fields come from the environment
     _log.configure(settings.log_level, output)
+    # Where approval links point and what signs them: installed for the approval step.
+    runtime.install(runtime.Runtime(settings.approval_url, settings.approval_secret_arn))
     # One botocore session for every boto3 client, whose parsed data pynamodb's shares.
     core = botocore.session.get_session()
     boto3.setup_default_session(botocore_session=core)

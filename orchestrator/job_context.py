@@ -1,7 +1,8 @@
 """The job context the handler uses: each part adds its own run-context documents.
 
-Parts (one module each): `pipeline` (from GetJobDetails), `artifacts` (input artifacts
-read with the job's credentials; output artifacts written on success).
+Parts (one module each): `pipeline` (`pipeline_context.PipelineContext`, from
+GetJobDetails), `artifacts` (`artifacts.ArtifactContext`: input artifacts read with the job's
+credentials; output artifacts written on success).
 """
 
 from __future__ import annotations

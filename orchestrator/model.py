@@ -1,7 +1,7 @@
 """The run's persisted state and the answers given to CodePipeline, as plain pydantic models.
 
 These are data only: the engine (`engine.py`) decides how they change, the store
-(`state/`) persists them, the reporter sends `Answer`s.
+(`orchestrator/store/`) persists them, the reporter sends `Answer`s.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.exceptions import FailureType  # noqa: TC001 - pydantic needs it at run time
+
 
 class RunStatus(enum.Enum):
     """Where a run is: RUNNING until it SUCCEEDED or FAILED."""
@@ -18,17 +20,6 @@ class RunStatus(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-
-
-class FailureType(enum.Enum):
-    """CodePipeline's FailureDetails.type values."""
-
-    JOB_FAILED = "JobFailed"
-    CONFIGURATION_ERROR = "ConfigurationError"
-    PERMISSION_ERROR = "PermissionError"
-    REVISION_OUT_OF_SYNC = "RevisionOutOfSync"
-    REVISION_UNAVAILABLE = "RevisionUnavailable"
-    SYSTEM_UNAVAILABLE = "SystemUnavailable"
 
 
 class StepState(BaseModel):
@@ -73,10 +64,24 @@ class RunState(BaseModel):
     ended_at: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""
-    # Signals written outside the tick (not part of the stored state document):
+
+
+class Signals(BaseModel):
+    """What reaches a run from outside the tick's own writes, each held once, here.
+
+    Written straight into the run's item (never by the tick's conditional update, so a
+    write meanwhile survives) and handed to the engine with the state it advances.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     cancel_requested_by: str | None = None
+    """Who asked to cancel (`orchestrator cancel`): the next tick fails the gate."""
     decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per step name, per principal: {"decision", "comment", "at"} (approvals)."""
+    claims: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per step name, per key: a step's once-per-key records (`StepContext.claim`), e.g. the
+    lambda step's invocation claims and outcomes, the approval's notification."""
 
 
 class Pin(BaseModel):
@@ -166,8 +171,8 @@ class RunRecord(BaseModel):
     created_at: float
     updated_at: float
     expires_at: int
-    cancel_requested_by: str | None = None
-    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    signals: Signals = Field(default_factory=Signals)
+    """Read with the run; never written by the tick (see Signals)."""
     pin: Pin | None = None
     """Set for a referenced gate: written with the run's first write, never changed."""
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import templating
-from orchestrator.exceptions import GateFailed, TransientError
+from orchestrator import aws, templating
+from orchestrator.exceptions import FailureType, GateFailed, TransientError
 
 if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
+
     from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
     from orchestrator.model import RunState
@@ -32,7 +34,10 @@ _MENTION = re.compile(r"(?<![\w.'\"`@])pipeline\b")
 
 
 def mentions_pipeline(definition: GateDefinition) -> bool:
-    """Whether any `${...}` template or output expression reads the pipeline document."""
+    """Whether any `${...}` template or output expression reads the pipeline document, or a
+    step needs it anyway (an approval's notice names the pipeline)."""
+    if any(step.reads_pipeline() for step in definition.steps):
+        return True
     found = [
         *(
             e
@@ -47,7 +52,7 @@ def mentions_pipeline(definition: GateDefinition) -> bool:
 class PipelineContext:
     """JobContext part adding `pipeline` (GetJobDetails) to runs whose definition uses it."""
 
-    def __init__(self, client: Any = None, region: str | None = None) -> None:
+    def __init__(self, client: CodePipelineClient | None = None, region: str | None = None) -> None:
         self._client = client
         self._region = region
 
@@ -59,25 +64,25 @@ class PipelineContext:
         try:
             details = self._codepipeline().get_job_details(jobId=job.id)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "error")
-            if "AccessDenied" in code:
+            code = aws.describe(exc)
+            if aws.classify(exc) is aws.AwsFault.DENIED:
                 raise GateFailed(
                     f"job {job.id}: GetJobDetails refused ({code}); the function's role needs "
                     "codepipeline:GetJobDetails on '*'",
-                    "PermissionError",
+                    FailureType.PERMISSION_ERROR,
                 ) from None
+            # Anything else, even "not found", is CodePipeline's: the job id is its own.
             raise TransientError(f"job {job.id}: GetJobDetails failed ({code})") from None
         except BotoCoreError as exc:
-            raise TransientError(
-                f"job {job.id}: GetJobDetails failed ({type(exc).__name__})"
-            ) from None
+            reason = aws.describe(exc)
+            raise TransientError(f"job {job.id}: GetJobDetails failed ({reason})") from None
         found = details.get("jobDetails", {}).get("data", {}).get("pipelineContext")
         return {KEY: dict(found) if isinstance(found, dict) else {}}
 
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
         return None
 
-    def _codepipeline(self) -> Any:
+    def _codepipeline(self) -> CodePipelineClient:
         if self._client is None:
             from orchestrator.reporter import codepipeline_client
 

@@ -1,7 +1,9 @@
 """The seams between the tick and the outside world, as Protocols.
 
-Production implementations: `state.dynamodb.DynamoRunStore` and
-`orchestrator.reporter.CodePipelineReporter`. Unit tests use honest in-memory fakes.
+Production implementations: `orchestrator.store.dynamodb.DynamoRunStore` (RunStore),
+`orchestrator.reporter.CodePipelineReporter` (Reporter), `orchestrator.job_context`
+(JobContext: pipeline context and artifacts) and `orchestrator.sources.DefinitionSources`
+(DefinitionSource: referenced gates). Unit tests use honest in-memory fakes (tests/fakes.py).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class RunStore(Protocol):
         (with another value: finding exactly this value there, e.g. when the write was
         applied but its response lost, is True).
         """
+        ...
+
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        """Record a step's once-per-key claim on a running run (`StepContext.claim`), with
+        `record_decision`'s semantics, in the run's claims rather than its decisions."""
         ...
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from orchestrator import aws
 from orchestrator.exceptions import ReporterUnavailable
 from orchestrator.ports import Delivery
 
 if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
+
     from orchestrator.model import Answer
 
 
-def codepipeline_client(region: str | None = None, max_attempts: int = 5) -> Any:
+def codepipeline_client(region: str | None = None, attempts: int = 5) -> CodePipelineClient:
     """A CodePipeline client; the endpoint follows AWS_ENDPOINT_URL_CODEPIPELINE if set."""
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        connect_timeout=3,
-        read_timeout=10,
-    )
+    config = aws.client_config(attempts=attempts, connect_timeout=3, read_timeout=10)
     return boto3.client("codepipeline", region_name=region, config=config)
 
 
 class CodePipelineReporter:
     """Reporter on a boto3 CodePipeline client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: CodePipelineClient) -> None:
         self._client = client
 
     def report(self, job_id: str, answer: Answer) -> Delivery:
@@ -37,14 +35,17 @@ class CodePipelineReporter:
         try:
             getattr(self._client, operation)(**params)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            # Codes that are answers, not faults: the job was answered or is gone.
+            code = aws.error_code(exc)
             if code == "InvalidJobStateException":
                 return Delivery.ALREADY_ANSWERED
             if code == "JobNotFoundException":
                 return Delivery.JOB_NOT_FOUND
-            raise ReporterUnavailable(f"job {job_id}: {operation} failed ({code})") from None
+            raise ReporterUnavailable(
+                f"job {job_id}: {operation} failed ({aws.describe(exc)})"
+            ) from None
         except BotoCoreError as exc:
             raise ReporterUnavailable(
-                f"job {job_id}: {operation} failed ({type(exc).__name__})"
+                f"job {job_id}: {operation} failed ({aws.describe(exc)})"
             ) from None
         return Delivery.ACCEPTED

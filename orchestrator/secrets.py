@@ -23,27 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from orchestrator.model import FailureType
+from orchestrator import aws
+from orchestrator.exceptions import FailureType, OrchestratorError, TerminalError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from orchestrator.services import ServiceClients
+
 CACHE_SECONDS = 300.0
 REDACTED = "***"
-
-_TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "InternalServiceError",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-    }
-)
-_PERMISSION_CODES = frozenset({"AccessDeniedException", "AccessDenied", "KMSAccessDeniedException"})
 
 
 class SecretRef(BaseModel):
@@ -70,15 +59,24 @@ class SecretRef(BaseModel):
         return f"parameter '{self.parameter}'"
 
 
-class SecretError(Exception):
-    """A reference could not be resolved; the message names the reference, never a value."""
+class SecretError(OrchestratorError):
+    """A reference could not be resolved; the message names the reference, never a value.
+    Raised as one of the two below."""
+
+
+class SecretUnreadable(SecretError, TerminalError):
+    """The reference cannot be resolved as it stands: access denied, no such secret or
+    parameter, not a JSON object, no such key."""
 
     def __init__(
-        self, message: str, failure_type: FailureType | None = None, transient: bool = False
+        self, message: str, failure_type: FailureType = FailureType.CONFIGURATION_ERROR
     ) -> None:
-        super().__init__(message)
         self.failure_type = failure_type
-        self.transient = transient
+        super().__init__(message)
+
+
+class SecretUnavailable(SecretError, TransientError):
+    """Secrets Manager or SSM was busy or unreachable: the next poll tries again."""
 
 
 class SecretCache:
@@ -89,7 +87,7 @@ class SecretCache:
         self._values: dict[SecretRef, tuple[float, SecretStr]] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, ref: SecretRef, services: Any) -> str:
+    def resolve(self, ref: SecretRef, services: ServiceClients) -> str:
         """The value of `ref`, from the cache while fresh; raises SecretError."""
         now = self._clock()
         with self._lock:
@@ -103,11 +101,11 @@ class SecretCache:
 
 
 # One cache per Services object: it lives exactly as long as the warm app that owns it.
-_caches: weakref.WeakKeyDictionary[Any, SecretCache] = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[ServiceClients, SecretCache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
-def cache_for(services: Any) -> SecretCache:
+def cache_for(services: ServiceClients) -> SecretCache:
     """The cache that belongs to `services` (created on first use)."""
     with _caches_lock:
         cache = _caches.get(services)
@@ -116,22 +114,24 @@ def cache_for(services: Any) -> SecretCache:
         return cache
 
 
-def resolve(ref: SecretRef, services: Any) -> str:
+def resolve(ref: SecretRef, services: ServiceClients) -> str:
     """The value of `ref`, through `services`' cache; raises SecretError naming `ref`."""
     return cache_for(services).resolve(ref, services)
 
 
-def resolve_headers(headers: Mapping[str, str | SecretRef], services: Any) -> dict[str, str]:
+def resolve_headers(
+    headers: Mapping[str, str | SecretRef], services: ServiceClients
+) -> dict[str, str]:
     """Header values with every reference replaced by its value (a new dict, not persisted)."""
     resolved: dict[str, str] = {}
     for name, value in headers.items():
         if isinstance(value, SecretRef):
             try:
                 resolved[name] = resolve(value, services)
-            except SecretError as exc:
-                raise SecretError(
-                    f"header '{name}': {exc}", exc.failure_type, exc.transient
-                ) from None
+            except SecretUnavailable as exc:
+                raise SecretUnavailable(f"header '{name}': {exc}") from None
+            except SecretUnreadable as exc:
+                raise SecretUnreadable(f"header '{name}': {exc}", exc.failure_type) from None
         else:
             resolved[name] = value
     return resolved
@@ -154,20 +154,21 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
     return value
 
 
-def _fetch(ref: SecretRef, services: Any) -> str:
+def _fetch(ref: SecretRef, services: ServiceClients) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         if ref.parameter is not None:
             ssm = services.aws("ssm")
-            response = ssm.get_parameter(Name=ref.parameter, WithDecryption=True)
-            return str(response["Parameter"]["Value"])
+            parameter = ssm.get_parameter(Name=ref.parameter, WithDecryption=True)
+            return str(parameter["Parameter"]["Value"])
+        assert ref.secret is not None  # exactly one of the two (the model's validator)
         manager = services.aws("secretsmanager")
         response = manager.get_secret_value(SecretId=ref.secret)
     except ClientError as exc:
         raise _client_error(ref, exc) from None
     except BotoCoreError as exc:
-        raise SecretError(f"{ref}: unreachable ({type(exc).__name__})", transient=True) from None
+        raise SecretUnavailable(f"{ref}: unreachable ({aws.describe(exc)})") from None
     text = response.get("SecretString")
     if text is None:
         binary = response.get("SecretBinary", b"")
@@ -179,23 +180,19 @@ def _fetch(ref: SecretRef, services: Any) -> str:
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        raise SecretError(
-            f"{ref}: the secret is not a JSON object", FailureType.CONFIGURATION_ERROR
-        )
+        raise SecretUnreadable(f"{ref}: the secret is not a JSON object")
     if ref.json_key not in document:
-        raise SecretError(f"{ref}: the secret has no such key", FailureType.CONFIGURATION_ERROR)
+        raise SecretUnreadable(f"{ref}: the secret has no such key")
     found = document[ref.json_key]
     return found if isinstance(found, str) else json.dumps(found)
 
 
-def _client_error(ref: SecretRef, exc: Any) -> SecretError:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "")) or "error"
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in _TRANSIENT_CODES or status >= 500:
-        return SecretError(f"{ref}: unavailable ({code})", transient=True)
-    if code in _PERMISSION_CODES:
-        return SecretError(f"{ref}: access denied ({code})", FailureType.PERMISSION_ERROR)
-    if code in ("ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"):
-        return SecretError(f"{ref}: not found ({code})", FailureType.CONFIGURATION_ERROR)
-    return SecretError(f"{ref}: could not be read ({code})", FailureType.CONFIGURATION_ERROR)
+def _client_error(ref: SecretRef, exc: Exception) -> SecretError:
+    fault, code = aws.classify(exc), aws.describe(exc)
+    if fault.transient:
+        return SecretUnavailable(f"{ref}: unavailable ({code})")
+    if fault is aws.AwsFault.DENIED:
+        return SecretUnreadable(f"{ref}: access denied ({code})", FailureType.PERMISSION_ERROR)
+    if fault is aws.AwsFault.NOT_FOUND:
+        return SecretUnreadable(f"{ref}: not found ({code})")
+    return SecretUnreadable(f"{ref}: could not be read ({code})")

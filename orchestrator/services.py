@@ -1,23 +1,34 @@
 """Clients the steps use, built lazily so a tick imports and connects only what it needs.
 
-`HttpClient` is a seam: production uses urllib3 (already shipped with botocore), unit
-tests may pass their own. AWS clients come from one boto3 session with botocore's
-standard retry mode; endpoints follow the standard `AWS_ENDPOINT_URL_*` variables.
+`ServiceClients` is the seam the engine hands to steps (and steps to secret references and
+notifications): `http`, an `HttpClient`, and `aws(service)`, a boto3 client typed by
+service. Production uses `Services`: urllib3 (already shipped with botocore) and boto3
+clients configured by `orchestrator.aws.client_config`, whose endpoints follow the standard
+`AWS_ENDPOINT_URL_*` variables. Unit tests pass their own.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+
+from orchestrator.exceptions import TransientError
 
 if TYPE_CHECKING:
     import urllib3
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 MAX_BODY_BYTES = 1_000_000
 
 
-class HttpError(Exception):
+class HttpError(TransientError):
     """The request did not get a response (connection refused, timeout, TLS, too large)."""
 
 
@@ -100,8 +111,41 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
+class ServiceClients(Protocol):
+    """What steps, secret references and notifications reach the outside world with.
+
+    `aws()` is typed per service: the services a step may call are the ones listed here.
+    `single_attempt` clients never retry: for calls that are not idempotent (invoking a
+    Lambda function), where botocore's retry of a read timeout would run them twice.
+    """
+
+    @property
+    def http(self) -> HttpClient: ...
+
+    @overload
+    def aws(
+        self, service: Literal["cloudwatch"], *, single_attempt: bool = False
+    ) -> CloudWatchClient: ...
+    @overload
+    def aws(self, service: Literal["lambda"], *, single_attempt: bool = False) -> LambdaClient: ...
+    @overload
+    def aws(self, service: Literal["s3"], *, single_attempt: bool = False) -> S3Client: ...
+    @overload
+    def aws(
+        self, service: Literal["secretsmanager"], *, single_attempt: bool = False
+    ) -> SecretsManagerClient: ...
+    @overload
+    def aws(self, service: Literal["sns"], *, single_attempt: bool = False) -> SNSClient: ...
+    @overload
+    def aws(self, service: Literal["ssm"], *, single_attempt: bool = False) -> SSMClient: ...
+    @overload
+    def aws(
+        self, service: Literal["stepfunctions"], *, single_attempt: bool = False
+    ) -> SFNClient: ...
+
+
 class Services:
-    """Per-process cache of clients for the steps."""
+    """Per-process cache of clients for the steps (the production `ServiceClients`)."""
 
     def __init__(self, http: HttpClient | None = None, region: str | None = None) -> None:
         self._http = http
@@ -115,25 +159,17 @@ class Services:
         return self._http
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
-        """A boto3 client for `service`, created once per process.
-
-        `single_attempt` clients never retry: for calls that are not idempotent (invoking a
-        Lambda function), where botocore's retry of a read timeout would run it twice.
-        """
+        """A boto3 client for `service`, created once per process (see `ServiceClients`)."""
         key = f"{service}/once" if single_attempt else service
         if key not in self._clients:
             import boto3
-            from botocore.config import Config
 
-            retries: Any = (
-                {"mode": "standard", "total_max_attempts": 1}
+            from orchestrator.aws import client_config
+
+            config = (
+                client_config(attempts=1, read_timeout=60)
                 if single_attempt
-                else {"mode": "standard", "total_max_attempts": 3}
-            )
-            config = Config(
-                retries=retries,
-                connect_timeout=5,
-                read_timeout=60 if single_attempt else 20,
+                else client_config(attempts=3, read_timeout=20)
             )
             factory: Any = boto3.client  # the service name is data here, not a literal
             self._clients[key] = factory(service, region_name=self._region, config=config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import aws
 from orchestrator.exceptions import DefinitionError, TerminalError, TransientError
 from orchestrator.reference import MAX_REFERENCED_BYTES, Fetched
 
@@ -22,23 +23,8 @@ if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactContext
     from orchestrator.event import Job
     from orchestrator.reference import GateRef
+    from orchestrator.services import ServiceClients
 
-_TRANSIENT = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestTimeout",
-        "InternalError",
-        "InternalServerError",
-        "InternalServiceError",
-        "InternalFailure",
-        "ServiceUnavailable",
-    }
-)
 _HINT = {
     "s3": "the function may read only buckets listed in the stack's GateBucketArns",
     "ssm": "the function may read only parameters listed in the stack's SsmParameterArns",
@@ -52,7 +38,7 @@ class SourceUnavailable(TransientError):
 class DefinitionSources:
     """DefinitionSource for the three reference kinds."""
 
-    def __init__(self, services: Any, artifacts: ArtifactContext) -> None:
+    def __init__(self, services: ServiceClients, artifacts: ArtifactContext) -> None:
         self._services = services
         self._artifacts = artifacts
 
@@ -77,11 +63,9 @@ class DefinitionSources:
     def _s3(self, ref: GateRef) -> Fetched:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        params: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
-        if ref.version_id:
-            params["VersionId"] = ref.version_id
+        pinned: dict[str, Any] = {"VersionId": ref.version_id} if ref.version_id else {}
         try:
-            response = self._services.aws("s3").get_object(**params)
+            response = self._services.aws("s3").get_object(Bucket=ref.bucket, Key=ref.key, **pinned)
             body = response["Body"]
             try:
                 data = body.read(MAX_REFERENCED_BYTES + 1)
@@ -90,8 +74,8 @@ class DefinitionSources:
         except ClientError as exc:
             raise _client_error(ref, exc) from None
         except (BotoCoreError, OSError) as exc:
-            raise SourceUnavailable(f"gate {ref}: S3 unreachable ({type(exc).__name__})") from None
-        version = response.get("VersionId")
+            raise SourceUnavailable(f"gate {ref}: S3 unreachable ({aws.describe(exc)})") from None
+        version: str | None = response.get("VersionId")
         if not version or version == "null":
             version = str(response.get("ETag", "")).strip('"') or None
         return Fetched(data, version)
@@ -104,7 +88,7 @@ class DefinitionSources:
         except ClientError as exc:
             raise _client_error(ref, exc) from None
         except (BotoCoreError, OSError) as exc:
-            raise SourceUnavailable(f"gate {ref}: SSM unreachable ({type(exc).__name__})") from None
+            raise SourceUnavailable(f"gate {ref}: SSM unreachable ({aws.describe(exc)})") from None
         parameter = response.get("Parameter") or {}
         if parameter.get("Type") == "SecureString":
             raise DefinitionError(
@@ -118,16 +102,14 @@ class DefinitionSources:
         return Fetched(str(parameter.get("Value", "")).encode(), str(version) if version else None)
 
 
-def _client_error(ref: GateRef, exc: Any) -> Exception:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "")) or "error"
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in _TRANSIENT or status >= 500 or status == 429:
+def _client_error(ref: GateRef, exc: Exception) -> SourceUnavailable | DefinitionError:
+    fault, code = aws.classify(exc), aws.describe(exc)
+    if fault.transient:
         return SourceUnavailable(f"gate {ref}: unavailable ({code})")
-    if code in ("AccessDenied", "AccessDeniedException", "Forbidden") or status == 403:
+    if fault is aws.AwsFault.DENIED:
         return DefinitionError([f"gate {ref}: access denied ({code}); {_HINT[ref.kind]}"])
-    if code in ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "ParameterNotFound"):
-        return DefinitionError([f"gate {ref}: not found ({code})"])
-    if code in ("ParameterVersionNotFound", "InvalidArgument") or status == 404:
+    # S3 answers a malformed VersionId (the one part of the reference it parses) with
+    # InvalidArgument: no object has that version.
+    if fault is aws.AwsFault.NOT_FOUND or code == "InvalidArgument":
         return DefinitionError([f"gate {ref}: not found ({code})"])
     return DefinitionError([f"gate {ref}: could not be read ({code})"])

@@ -2,7 +2,9 @@
 
 A string that is exactly one `${expr}` becomes the value itself (any JSON type); a string
 with `${expr}` inside text gets the value spliced in (strings as they are, other values
-JSON-encoded). The context is `{"steps", "run", "pipeline", "artifacts"}`.
+JSON-encoded). The context is `{"steps", "run"}`, plus the documents the job context adds
+when the definition reads them (`pipeline`, `artifacts`) and, for a gate by reference, its
+`args`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from orchestrator.exceptions import TerminalError
+
 _PLACEHOLDER = re.compile(r"\$\{([^{}]+)\}")
 
 
-class TemplateError(ValueError):
-    """A `${...}` expression is invalid, or evaluates to nothing."""
+class TemplateError(TerminalError, ValueError):
+    """A `${...}` expression is invalid, or evaluates to nothing (a ValueError too, so that
+    pydantic validators report it as a validation error)."""
 
 
 def expressions(value: Any) -> list[str]:

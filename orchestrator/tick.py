@@ -43,19 +43,13 @@ from orchestrator.durations import format_duration
 from orchestrator.exceptions import (
     ConflictError,
     DefinitionError,
+    FailureType,
     StoreUnavailable,
     TerminalError,
     TransientError,
     UnknownTokenError,
 )
-from orchestrator.model import (
-    Answer,
-    AnswerKind,
-    FailureType,
-    RunRecord,
-    RunState,
-    RunStatus,
-)
+from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus
 from orchestrator.pinning import Pins
 from orchestrator.ports import NoJobContext
 from orchestrator.reference import Reference, read_user_parameters
@@ -128,7 +122,7 @@ class Ticker:
         try:
             answer, progress = self._decide(job, time_left)
         except TerminalError as exc:
-            answer = _failure(_run_id_hint(job), str(exc), FailureType(exc.failure_type))
+            answer = _failure(_run_id_hint(job), str(exc), exc.failure_type)
         delivery = self._reporter.report(job.id, answer)
         log.info(
             "answered",
@@ -213,12 +207,7 @@ class Ticker:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
                 return record.last_answer, Progress.UNCHANGED
-            state = record.state.model_copy(
-                update={
-                    "cancel_requested_by": record.cancel_requested_by,
-                    "decisions": record.decisions,
-                }
-            )
+            state = record.state
         loaded = state
         try:
             gathered = self._job_context.gather(job, definition, state)
@@ -228,8 +217,9 @@ class Ticker:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
         claim = self._claim(state.run_id) if record is not None else _unclaimable
+        signals = record.signals if record is not None else None
         new_state = engine.advance(
-            definition, state, self._clock.now, budget, self._services, claim
+            definition, state, self._clock.now, budget, self._services, claim, signals
         )
         if new_state.status is RunStatus.SUCCEEDED:
             try:
@@ -237,9 +227,7 @@ class Ticker:
             except TransientError as exc:
                 return self._store_down(job, token, exc), Progress.DEFERRED
             except TerminalError as exc:
-                new_state = engine.fail(
-                    new_state, self._clock.now(), str(exc), FailureType(exc.failure_type)
-                )
+                new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
         if record is not None and new_state == loaded:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)
@@ -265,7 +253,7 @@ class Ticker:
     def _claim(self, run_id: str) -> Callable[[str, str, dict[str, Any]], bool]:
         def claim(step: str, key: str, value: dict[str, Any]) -> bool:
             try:
-                return self._store.record_decision(run_id, step, key, value)
+                return self._store.claim(run_id, step, key, value)
             except StoreUnavailable:
                 return False
 
@@ -295,8 +283,6 @@ class Ticker:
             created_at=previous.created_at if previous else now,
             updated_at=now,
             expires_at=int((state.deadline if running else now) + ttl),
-            cancel_requested_by=previous.cancel_requested_by if previous else None,
-            decisions=previous.decisions if previous else {},
             pin=previous.pin if previous else pin,
         )
         try:

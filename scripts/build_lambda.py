@@ -3,9 +3,9 @@
 template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam build` runs
 `make build-OrchestratorFunction` with ARTIFACTS_DIR set, which runs this script. The package:
 
-- `orchestrator/` and `state/` only: no tests, no caches, and not what the handler never
-  imports: `orchestrator/local` (the local runner and emulator) and the CLI;
-- `template.yaml` as `state/template.yaml` (where state/schema.py looks when installed);
+- `orchestrator/` minus the folders the handler never imports, `orchestrator/cli` (the
+  command, with the `cli` extra) and `orchestrator/local` (the local runner, the emulator,
+  the table's creation from template.yaml): no tests, no caches, no template.yaml;
 - the runtime dependencies of pyproject.toml's `[project].dependencies` (no `cli`/`dev`
   extras), as wheels for the Lambda platform: CPython 3.13 on manylinux2014 aarch64.
   boto3 is shipped although the runtime has one: the package then runs the botocore the
@@ -39,19 +39,14 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("orchestrator", "state")
+PACKAGES = ("orchestrator",)
 EXCLUDED = (
-    PurePosixPath("orchestrator/local"),  # local runner and CodePipeline emulator
-    PurePosixPath("orchestrator/cli.py"),  # the CLI needs the `cli` extra (typer, rich)
-    PurePosixPath("orchestrator/cli_view.py"),  # ... and so does its output
-    PurePosixPath("orchestrator/cli"),
-    PurePosixPath("orchestrator/__main__.py"),  # `python -m orchestrator` is the CLI
+    PurePosixPath("orchestrator/local"),  # local runner, CodePipeline emulator, table creation
+    PurePosixPath("orchestrator/cli"),  # the CLI needs the `cli` extra (typer, rich)
 )
-"""Source paths (files or folders, from the repository root) the handler never imports."""
+"""Folders (from the repository root) the handler never imports: tooling, whole."""
 EXCLUDED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-TEMPLATE = "template.yaml"
-TEMPLATE_DEST = PurePosixPath("state/template.yaml")
 
 PLATFORM = "manylinux2014_aarch64"
 IMPLEMENTATION = "cp"
@@ -97,7 +92,6 @@ def source_files(root: Path = ROOT) -> list[tuple[Path, PurePosixPath]]:
             relative = PurePosixPath(path.relative_to(root).as_posix())
             if path.is_file() and not _excluded(relative):
                 selected.append((path, relative))
-    selected.append((root / TEMPLATE, TEMPLATE_DEST))
     return selected
 
 
@@ -248,7 +242,7 @@ def build(
 ) -> None:
     prepare(artifacts)
     copied = copy_sources(artifacts)
-    print(f"copied {copied} files from {', '.join(PACKAGES)} and {TEMPLATE}")
+    print(f"copied {copied} files from {', '.join(PACKAGES)}")
     requirements = runtime_dependencies()
     print(f"installing {' '.join(requirements)} for cp{PYTHON_VERSION} {PLATFORM}")
     subprocess.run(pip_command(artifacts, requirements, constraint), check=True)

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from orchestrator.local.dynamodb_local import DynamoDBLocal
-from state.schema import create_table
+from orchestrator.local.schema import create_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

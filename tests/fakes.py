@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
-from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary
+from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary, Signals
 from orchestrator.ports import Delivery
 from orchestrator.reference import Fetched
 from orchestrator.sources import SourceUnavailable
@@ -29,6 +29,7 @@ class MemoryStore:
         self.items: dict[str, str] = {}
         self.cancels: dict[str, str] = {}
         self.decisions: dict[str, dict[str, dict[str, Any]]] = {}
+        self.claims: dict[str, dict[str, dict[str, Any]]] = {}
         self.definitions: dict[str, str] = {}
         self.reads = 0
         self.writes = 0
@@ -44,12 +45,12 @@ class MemoryStore:
             if raw is None:
                 return None
             record = RunRecord.model_validate_json(raw)
-            return record.model_copy(
-                update={
-                    "cancel_requested_by": self.cancels.get(run_id),
-                    "decisions": self.decisions.get(run_id, {}),
-                }
+            signals = Signals(
+                cancel_requested_by=self.cancels.get(run_id),
+                decisions=self.decisions.get(run_id, {}),
+                claims=self.claims.get(run_id, {}),
             )
+            return record.model_copy(update={"signals": signals})
 
     def save(self, record: RunRecord, expected_version: int | None) -> None:
         with self._lock:
@@ -60,13 +61,7 @@ class MemoryStore:
             stored = None if current is None else RunRecord.model_validate_json(current).version
             if stored != expected_version:
                 raise ConflictError(record.run_id)
-            self.items[record.run_id] = record.model_dump_json(
-                exclude={
-                    "cancel_requested_by": True,
-                    "decisions": True,
-                    "state": {"cancel_requested_by", "decisions"},
-                }
-            )
+            self.items[record.run_id] = record.model_dump_json(exclude={"signals"})
 
     def put_definition(self, key: str, document: str, expires_at: int) -> None:
         with self._lock:
@@ -95,16 +90,29 @@ class MemoryStore:
     def record_decision(
         self, run_id: str, step: str, principal: str, decision: dict[str, Any]
     ) -> bool:
+        return self._once(self.decisions, run_id, step, principal, decision)
+
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        return self._once(self.claims, run_id, step, key, value)
+
+    def _once(
+        self,
+        where: dict[str, dict[str, dict[str, Any]]],
+        run_id: str,
+        step: str,
+        key: str,
+        value: dict[str, Any],
+    ) -> bool:
         with self._lock:
             raw = self.items.get(run_id)
             if raw is None or RunRecord.model_validate_json(raw).state.status is not (
                 RunStatus.RUNNING
             ):
                 return False
-            slot = self.decisions.setdefault(run_id, {}).setdefault(step, {})
-            if principal in slot:
-                return bool(slot[principal] == decision)
-            slot[principal] = decision
+            slot = where.setdefault(run_id, {}).setdefault(step, {})
+            if key in slot:
+                return bool(slot[key] == value)
+            slot[key] = value
             return True
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:

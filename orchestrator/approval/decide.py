@@ -127,7 +127,7 @@ def check(record: RunRecord, step: str | None, principal: str) -> StepState:
             f"{principal} is not an approver of step '{found.name}' "
             f"(approvers: {', '.join(approvers)})",
         )
-    earlier = record.decisions.get(found.name, {}).get(principal)
+    earlier = record.signals.decisions.get(found.name, {}).get(principal)
     if earlier is not None:
         raise Refused(
             Refusal.ALREADY_DECIDED,
@@ -163,7 +163,7 @@ def decide(
             raise Refused(Refusal.UNKNOWN_RUN, f"run {run_id} is not in the runs table")
         check(again, found.name, principal)
         raise Refused(Refusal.RUN_OVER, f"run {run_id} did not take the decision")
-    decisions = {**record.decisions.get(found.name, {}), principal: entry}
+    decisions = {**record.signals.decisions.get(found.name, {}), principal: entry}
     memo = found.memo
     counted = tally(decisions, [str(p) for p in memo["approvers"]], int(memo.get("required", 1)))
     return found, counted

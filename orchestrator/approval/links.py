@@ -29,8 +29,13 @@ from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
+from orchestrator import aws
+from orchestrator.exceptions import TerminalError, TransientError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 Decision = Literal["approve", "reject"]
 DECISIONS: tuple[Decision, ...] = ("approve", "reject")
@@ -42,11 +47,11 @@ TOKEN_PARAM = "t"
 """The query parameter (GET) and form field (POST) that carries the token."""
 
 
-class BadLink(Exception):
+class BadLink(TerminalError):
     """The token is malformed or its signature does not verify with our key."""
 
 
-class KeyUnavailable(Exception):
+class KeyUnavailable(TransientError):
     """The signing key could not be read from Secrets Manager (the message names the ARN)."""
 
 
@@ -132,7 +137,7 @@ class KeyCache:
         self._keys: dict[str, tuple[float, SecretStr]] = {}
         self._lock = threading.Lock()
 
-    def get(self, arn: str, client: Any) -> SecretStr:
+    def get(self, arn: str, client: SecretsManagerClient) -> SecretStr:
         """The key stored in secret `arn`, read with a boto3 Secrets Manager `client`."""
         now = time.monotonic()
         with self._lock:
@@ -143,11 +148,8 @@ class KeyCache:
 
         try:
             text = client.get_secret_value(SecretId=arn).get("SecretString")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "error")
-            raise KeyUnavailable(f"signing key {arn}: {code}") from None
-        except BotoCoreError as exc:
-            raise KeyUnavailable(f"signing key {arn}: {type(exc).__name__}") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise KeyUnavailable(f"signing key {arn}: {aws.describe(exc)}") from None
         if not isinstance(text, str) or len(text) < 32:
             raise KeyUnavailable(f"signing key {arn}: missing or shorter than 32 characters")
         key = SecretStr(text)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import aws
 from orchestrator.services import HttpError
 
 if TYPE_CHECKING:
     from orchestrator.approval.links import Link
+    from orchestrator.services import ServiceClients
 
 MAX_BUTTON_ROWS = 20  # Slack allows 50 blocks per message; each approver takes two
 
@@ -89,23 +91,27 @@ def slack(notice: Notice) -> dict[str, Any]:
 
 
 def send(
-    notice: Notice, sns_topic: str | None, webhook: str | None, services: Any, timeout: float
+    notice: Notice,
+    sns_topic: str | None,
+    webhook: str | None,
+    services: ServiceClients,
+    timeout: float,
 ) -> list[str]:
     """Publish to the topic and post to the webhook; returns what failed (empty: all sent)."""
     errors: list[str] = []
     if sns_topic:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        params = {"TopicArn": sns_topic, "Subject": subject(notice), "Message": text(notice)}
+        fifo: dict[str, Any] = {}
         if sns_topic.endswith(".fifo"):  # FIFO topics need a group; the id dedupes too
-            params["MessageGroupId"] = notice.run_id
-            params["MessageDeduplicationId"] = f"{notice.run_id}:{notice.step}"[:128]
+            fifo["MessageGroupId"] = notice.run_id
+            fifo["MessageDeduplicationId"] = f"{notice.run_id}:{notice.step}"[:128]
         try:
-            services.aws("sns").publish(**params)
-        except ClientError as exc:
-            errors.append(f"sns: {exc.response.get('Error', {}).get('Code', 'error')}")
-        except BotoCoreError as exc:
-            errors.append(f"sns: {type(exc).__name__}")
+            services.aws("sns").publish(
+                TopicArn=sns_topic, Subject=subject(notice), Message=text(notice), **fifo
+            )
+        except (ClientError, BotoCoreError) as exc:
+            errors.append(f"sns: {aws.describe(exc)}")
     if webhook:
         body = json.dumps(slack(notice)).encode()
         headers = {"Content-Type": "application/json"}

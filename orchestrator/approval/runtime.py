@@ -1,8 +1,9 @@
 """What the approval step needs at notify time besides `ctx.services` and `ctx.claim`.
 
-The endpoint's base URL and the signing key's secret ARN come from `Settings`, read when a
-step notifies (once per step): the step kinds are built before any settings exist, and
-`Services` carries AWS clients only. Tests install their own with `use()`.
+The endpoint's base URL and the signing key's secret ARN come from the `Settings` the
+function was built with: `handler.build_app` installs them here, once per process (the step
+kinds are defined before any settings exist, and `Services` carries clients only). Tests
+install their own with `use()`.
 """
 
 from __future__ import annotations
@@ -18,20 +19,22 @@ class Runtime:
     secret_arn: str | None = None
 
 
+_installed = Runtime()
 _override: Runtime | None = None
 
 
+def install(runtime: Runtime) -> None:
+    """The runtime of this process, from the settings the app was built with."""
+    global _installed  # noqa: PLW0603 - the one per-process value, like handler._app
+    _installed = runtime
+
+
 def use(runtime: Runtime | None) -> None:
-    """Install a runtime (tests); None goes back to the one built from settings."""
+    """Override the installed runtime (tests); None goes back to it."""
     global _override  # noqa: PLW0603 - the one per-process override, like handler.use()
     _override = runtime
 
 
 def current() -> Runtime:
-    """The installed runtime, or the one the environment's settings describe."""
-    if _override is not None:
-        return _override
-    from orchestrator.settings import Settings
-
-    settings = Settings()  # fields come from the environment
-    return Runtime(settings.approval_url, settings.approval_secret_arn)
+    """The override, else the installed runtime (no links until an app installs one)."""
+    return _override if _override is not None else _installed

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from orchestrator.approval.links import LinkClaim
     from orchestrator.ports import RunStore
+    from orchestrator.settings import Settings
 
 log = logging.getLogger("orchestrator")
 
@@ -189,20 +190,20 @@ def _fields_of(claim: LinkClaim, outcome: str) -> dict[str, str]:
 _app: App | None = None
 
 
-def build() -> App:
-    """The endpoint from settings: the runs table and the signing key's secret ARN."""
+def build(settings: Settings | None = None) -> App:
+    """The endpoint from `settings` (default: read from the environment, once, here): the
+    runs table and the signing key's secret ARN."""
     import boto3
-    from botocore.config import Config
 
-    from orchestrator import _log
+    from orchestrator import _log, aws
     from orchestrator.approval.links import KEYS
     from orchestrator.settings import Settings
-    from state.dynamodb import DynamoRunStore, bind_model
+    from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
-    settings = Settings()  # fields come from the environment
+    settings = settings or Settings()  # fields come from the environment
     _log.configure(settings.log_level)
     store = DynamoRunStore(bind_model(settings.table_name, settings.region))
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3)
+    config = aws.client_config(attempts=3, connect_timeout=3, read_timeout=60)
     client = boto3.client("secretsmanager", region_name=settings.region, config=config)
     arn = settings.approval_secret_arn
 

@@ -68,7 +68,7 @@ def load_document(text: str) -> Any:
         pass
     import yaml
 
-    from state.schema import load_cfn_yaml
+    from orchestrator.local.schema import load_cfn_yaml
 
     try:
         return load_cfn_yaml(text)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +24,9 @@ from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve_variables
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping
+
+    from orchestrator.settings import Settings
 
 DEFAULT_TABLE = "orchestrator-runs"
 DEFAULT_DATA_DIR = Path(".orchestrator")
@@ -88,8 +88,6 @@ class LocalStack:
                 self.emulator = CodePipelineEmulator(self.clock, region=self.region)
                 self._set_env("AWS_ENDPOINT_URL_CODEPIPELINE", self.emulator.start())
                 self._stops.append(self.emulator.stop)
-            self._set_env("ORCHESTRATOR_TABLE_NAME", self.table_name)
-            self._set_env("AWS_DEFAULT_REGION", self.region)
             handler.use(None)
         except BaseException:
             self.__exit__()
@@ -181,7 +179,7 @@ class LocalStack:
     def _ensure_table(self) -> None:
         import boto3
 
-        from state.schema import create_table
+        from orchestrator.local.schema import create_table
 
         create_table(boto3.client("dynamodb", region_name=self.region), self.table_name)
 
@@ -215,9 +213,16 @@ class LocalStack:
             }
         return served
 
+    def settings(self) -> Settings:
+        """The function's settings in this stack: its table and region, passed to the app
+        (nothing is set in the environment for it), the rest from the environment."""
+        from orchestrator.settings import Settings
+
+        return Settings(table_name=self.table_name, region=self.region)
+
     def store(self) -> Any:
         """A RunStore on the chosen table (for the operator commands)."""
-        from state.dynamodb import DynamoRunStore, bind_model
+        from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
         return DynamoRunStore(bind_model(self.table_name, self.region))
 
@@ -258,7 +263,7 @@ def rehearse(
     assert stack.emulator is not None
     clock = stack.clock
     served = stack.serve_artifacts(options.artifacts)
-    handler.use(handler.build_app(clock, stack.log_stream))
+    handler.use(handler.build_app(clock, stack.log_stream, stack.settings()))
     variables: dict[str, dict[str, str]] = {
         "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
     }
@@ -388,15 +393,3 @@ def _round_event(job: Any, number: int, elapsed: float, where: dict[str, str]) -
         "run_id": details.get("externalExecutionId") or failure.get("externalExecutionId"),
         "elapsed": round(elapsed, 3),
     }
-
-
-@contextmanager
-def scratch_data_dir() -> Iterator[Path]:
-    """A throwaway data folder (tests)."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="orchestrator-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

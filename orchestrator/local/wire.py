@@ -33,10 +33,6 @@ def service_model() -> ServiceModel:
     return botocore.session.get_session().get_service_model(SERVICE)
 
 
-def operation_names() -> frozenset[str]:
-    return frozenset(service_model().operation_names)
-
-
 def validate_input(operation: str, params: object) -> list[str]:
     """Errors in the request parameters of `operation` (empty when valid)."""
     shape = service_model().operation_model(operation).input_shape

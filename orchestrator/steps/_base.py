@@ -25,7 +25,9 @@ from orchestrator.durations import parse_duration
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from orchestrator.model import FailureType, StepState
+    from orchestrator.exceptions import FailureType
+    from orchestrator.model import StepState
+    from orchestrator.services import ServiceClients
 
 
 def _duration(value: object) -> float:
@@ -117,15 +119,16 @@ class StepContext:
     now: float
     run: Mapping[str, Any]
     time_left: Callable[[], float]
-    services: Any = field(default=None)
+    services: ServiceClients | None = field(default=None)
     decisions: Mapping[str, Any] = field(default_factory=dict)
-    """Decisions recorded for this step outside the tick's own writes, by key: approvers'
-    (by principal), and the step's claims (keys starting with "~")."""
+    """Approvers' decisions on this step, by principal (written outside the tick)."""
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    """This step's once-per-key records, by key (what `claim` wrote, on earlier ticks)."""
     claim: Callable[[str, dict[str, Any]], bool] | None = None
-    """Record `value` under `key` in this step's decisions, once: True for the one caller
+    """Record `value` under `key` in this step's claims, once: True for the one caller
     that wrote it; False when it was there already, or the run is not stored yet (its first
-    tick), or the store is unavailable. Seen as `decisions` from the next tick on. None
-    when there is no store (the engine alone)."""
+    tick), or the store is unavailable. Seen in `claims` from the next tick on. None when
+    there is no store (the engine alone)."""
 
 
 class Retry(BaseModel):
@@ -167,6 +170,11 @@ class Step(BaseModel):
         if not templating.expressions(raw):
             return self
         return type(self).model_validate(templating.render(raw, context))
+
+    def reads_pipeline(self) -> bool:
+        """Whether polling needs the run context's `pipeline` document even when no
+        `${...}` names it (GetJobDetails is asked only for runs that need it)."""
+        return False
 
     @property
     def interval(self) -> float:

@@ -22,14 +22,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator import aws
 from orchestrator.durations import format_duration
-from orchestrator.model import FailureType
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.literals import AlarmTypeType
+
     from orchestrator.model import StepState
 
-ALARM_TYPES = ["MetricAlarm", "CompositeAlarm"]
+ALARM_TYPES: list[AlarmTypeType] = ["MetricAlarm", "CompositeAlarm"]
 MAX_NAMES_PER_CALL = 100  # DescribeAlarms' limit on AlarmNames
 MAX_REASON_CHARS = 300
 
@@ -65,14 +71,14 @@ class AlarmsStep(Step):
         from botocore.exceptions import BotoCoreError, ClientError
 
         watch = self.alarms
+        assert ctx.services is not None, "the engine was run without services"
         try:
             found = _describe(ctx.services.aws("cloudwatch"), watch)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status >= 500 or "Throttl" in code:
+            fault, code = aws.classify(exc), aws.describe(exc)
+            if fault.transient:
                 return Pending(f"CloudWatch unavailable ({code}); retrying")
-            failure = FailureType.PERMISSION_ERROR if "AccessDenied" in code else None
+            failure = FailureType.PERMISSION_ERROR if fault is aws.AwsFault.DENIED else None
             return Failed(f"step '{self.name}': DescribeAlarms failed ({code})", failure)
         except BotoCoreError as exc:
             return Pending(f"CloudWatch unreachable ({type(exc).__name__}); retrying")
@@ -119,7 +125,7 @@ class AlarmsStep(Step):
         )
 
 
-def _describe(client: Any, watch: AlarmWatch) -> dict[str, dict[str, Any]]:
+def _describe(client: CloudWatchClient, watch: AlarmWatch) -> dict[str, dict[str, Any]]:
     """Every watched alarm that exists, by name (DescribeAlarms, all pages)."""
     requests: list[dict[str, Any]] = [
         {"AlarmNames": watch.names[i : i + MAX_NAMES_PER_CALL]}
@@ -131,22 +137,19 @@ def _describe(client: Any, watch: AlarmWatch) -> dict[str, dict[str, Any]]:
     for request in requests:
         token: str | None = None
         while True:
-            page = client.describe_alarms(
-                **request, AlarmTypes=ALARM_TYPES, **({"NextToken": token} if token else {})
-            )
-            for kind, key in (
-                ("MetricAlarm", "MetricAlarms"),
-                ("CompositeAlarm", "CompositeAlarms"),
-            ):
-                for alarm in page.get(key, []):
-                    found[alarm["AlarmName"]] = _alarm(kind, alarm)
+            more: dict[str, Any] = {"NextToken": token} if token else {}
+            page = client.describe_alarms(**request, AlarmTypes=ALARM_TYPES, **more)
+            for alarm in page.get("MetricAlarms", []):
+                found[alarm["AlarmName"]] = _alarm("MetricAlarm", alarm)
+            for composite in page.get("CompositeAlarms", []):
+                found[composite["AlarmName"]] = _alarm("CompositeAlarm", composite)
             token = page.get("NextToken")
             if not token:
                 break
     return found
 
 
-def _alarm(kind: str, alarm: dict[str, Any]) -> dict[str, Any]:
+def _alarm(kind: str, alarm: Mapping[str, Any]) -> dict[str, Any]:
     changed = alarm.get("StateTransitionedTimestamp") or alarm.get("StateUpdatedTimestamp")
     reason = str(alarm.get("StateReason", ""))
     if len(reason) > MAX_REASON_CHARS:

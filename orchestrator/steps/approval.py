@@ -16,9 +16,10 @@ When it starts, the step keeps its approvers in its memo: that is what the CLI a
 endpoint check against, as they only have the run's state, not its definition.
 
 The notification goes out once per step, even when two deliveries of a job poll at the
-same moment: it is claimed with the store's once-per-key write (`ctx.claim`) under `~notify`
-before it is sent (a claim that cannot be made yet, because the run is not stored yet, is
-tried again at the next tick). It is at most once: if sending fails, the CLI still works.
+same moment: it is claimed with the store's once-per-key write (`ctx.claim`) under
+`notify` in the step's claims before it is sent (a claim that cannot be made yet, because
+the run is not stored yet, is tried again at the next tick). It is at most once: if sending
+fails, the CLI still works.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.approval.decide import tally
-from orchestrator.approval.principals import RESERVED_PREFIX, is_exact, normalize
+from orchestrator.approval.principals import is_exact, normalize
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orchestrator")
 
-NOTIFY_KEY = f"{RESERVED_PREFIX}notify"
+NOTIFY_KEY = "notify"
 ACTION_LIMIT = 24 * 3600.0
 """CodePipeline ends a Lambda invoke action after 24 hours: no link outlives that."""
 MAX_CLAIM_ATTEMPTS = 5
@@ -119,6 +120,9 @@ class ApprovalStep(Step):
 
     approval: ApprovalSpec
 
+    def reads_pipeline(self) -> bool:
+        return self.approval.notify is not None  # the notice names the pipeline
+
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         spec, memo = self.approval, state.memo
         if "approvers" not in memo:
@@ -153,7 +157,7 @@ class ApprovalStep(Step):
     def _notify(self, state: StepState, ctx: StepContext) -> bool:
         """Claim and send the notification; True when the claim must be tried again soon."""
         memo = state.memo
-        if NOTIFY_KEY in ctx.decisions:  # another delivery claimed it: it sent the message
+        if NOTIFY_KEY in ctx.claims:  # another delivery claimed it: it sent the message
             memo["notify"] = "sent"
             return False
         if ctx.services is None or ctx.claim is None:
@@ -188,12 +192,14 @@ class ApprovalStep(Step):
     def _send(self, state: StepState, ctx: StepContext, found: Runtime) -> list[str]:
         from orchestrator.approval import links, notify
 
+        services = ctx.services
+        assert services is not None  # _notify sends nothing without them
         spec, errors = self.approval, []
         minted: list[links.Link] = []
         exact = [normalize(p) for p in spec.approvers if is_exact(p)]
         if found.base_url and found.secret_arn and exact:
             try:
-                key = links.KEYS.get(found.secret_arn, ctx.services.aws("secretsmanager"))
+                key = links.KEYS.get(found.secret_arn, services.aws("secretsmanager"))
             except links.KeyUnavailable as exc:
                 errors.append(f"links: {exc}")
             else:
@@ -211,11 +217,12 @@ class ApprovalStep(Step):
         )
         assert spec.notify is not None
         timeout = min(10.0, max(ctx.time_left() - 1.0, 0.5))
-        errors += notify.send(notice, spec.notify.sns, spec.notify.webhook, ctx.services, timeout)
+        errors += notify.send(notice, spec.notify.sns, spec.notify.webhook, services, timeout)
         return errors
 
 
 def _pipeline_name(run: Any) -> str | None:
     pipeline = run.get("pipeline") if hasattr(run, "get") else None
-    name = pipeline.get("name") if isinstance(pipeline, dict) else None
+    # The run context's `pipeline` is GetJobDetails' pipelineContext (pipeline_context.py).
+    name = pipeline.get("pipelineName") if isinstance(pipeline, dict) else None
     return name if isinstance(name, str) else None

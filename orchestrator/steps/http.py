@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.secrets import SecretError, SecretRef, redact, resolve_headers
+from orchestrator.secrets import (
+    SecretRef,
+    SecretUnavailable,
+    SecretUnreadable,
+    redact,
+    resolve_headers,
+)
 from orchestrator.services import HttpError
 from orchestrator.steps._base import (
     Done,
@@ -69,15 +75,17 @@ class HttpStep(Step):
         timeout = min(self.http.request_timeout, max(ctx.time_left(), 0.1))
         body = self.http.body
         data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
+        services = ctx.services
+        assert services is not None, "the engine was run without services"
         try:
-            headers = resolve_headers(self.http.headers, ctx.services)
-        except SecretError as exc:
-            if exc.transient:
-                return Pending(f"{exc}; retrying (polled {state.polls + 1} times)")
+            headers = resolve_headers(self.http.headers, services)
+        except SecretUnavailable as exc:
+            return Pending(f"{exc}; retrying (polled {state.polls + 1} times)")
+        except SecretUnreadable as exc:
             return Failed(f"step '{self.name}': {exc}", exc.failure_type)
         hidden = [headers[k] for k, v in self.http.headers.items() if isinstance(v, SecretRef)]
         try:
-            response = ctx.services.http.request(
+            response = services.http.request(
                 self.http.method,
                 self.http.url,
                 headers,

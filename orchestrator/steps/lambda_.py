@@ -9,9 +9,9 @@ function error (`X-Amz-Function-Error`) fails the gate with the function's `erro
 `retry` and they are tried again later; nothing else is retried by the step.
 
 Once per attempt, even when deliveries race. Before invoking, the delivery claims the
-attempt with the store's once-per-key write (`~invoke-<n>` in the step's decisions); a
+attempt with the store's once-per-key write (`invoke-<n>` in the step's claims); a
 delivery that finds it claimed waits for the claimant's outcome, which the claimant also
-records (`~result-<n>`) before writing the run, so it survives a claimant whose write of
+records (`result-<n>`) before writing the run, so it survives a claimant whose write of
 the run loses the race. The claim carries a random id that the run's memo keeps, so a claim
 written but reported as failed (its response lost) is recognised as the run's own at the
 next tick, which then invokes. A claim with no outcome after `CLAIM_LEASE_SECONDS` of real time
@@ -35,10 +35,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.model import FailureType
+from orchestrator import aws
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
     from orchestrator.model import StepState
 
 CLAIM_LEASE_SECONDS = 16 * 60.0
@@ -47,14 +50,6 @@ own function runs for 15 minutes at most."""
 CLAIM_RECHECK_SECONDS = 10.0
 MAX_RESULT_CHARS = 64_000
 MAX_ERROR_CHARS = 1000
-_THROTTLING = frozenset(
-    {
-        "TooManyRequestsException",
-        "ThrottlingException",
-        "EC2ThrottledException",
-        "ResourceNotReadyException",
-    }
-)
 
 
 class LambdaCall(BaseModel):
@@ -77,13 +72,13 @@ class LambdaStep(Step):
 
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         attempt = int(state.memo.get("invocations", 0))
-        claim_key, result_key = f"~invoke-{attempt}", f"~result-{attempt}"
-        recorded = ctx.decisions.get(result_key)
+        claim_key, result_key = f"invoke-{attempt}", f"result-{attempt}"
+        recorded = ctx.claims.get(result_key)
         if isinstance(recorded, dict):  # claimed, invoked and recorded by another delivery
             state.memo["invocations"] = attempt + 1
             return _replayed(recorded)
         if ctx.claim is not None:
-            held = ctx.decisions.get(claim_key)
+            held = ctx.claims.get(claim_key)
             if isinstance(held, dict) and held.get("by") != state.memo.get("claim"):
                 return self._held(held, ctx)
             # Not held, or held by this run's own earlier tick, whose claim was written but
@@ -117,14 +112,10 @@ class LambdaStep(Step):
         )
 
     def _invoke(self, ctx: StepContext) -> Done | Failed:
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectionClosedError,
-            ReadTimeoutError,
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
 
         function = self.lambda_.function
+        assert ctx.services is not None, "the engine was run without services"
         try:
             response = ctx.services.aws("lambda", single_attempt=True).invoke(
                 FunctionName=function,
@@ -132,14 +123,13 @@ class LambdaStep(Step):
                 Payload=json.dumps(self.lambda_.payload).encode(),
             )
         except ClientError as exc:
-            return self._client_error(function, dict(exc.response))
-        except (ReadTimeoutError, ConnectionClosedError) as exc:
-            # The request was sent: the function may have run. Not retried by the step.
-            return Failed(
-                f"step '{self.name}': no response from function {function} "
-                f"({type(exc).__name__}); it may have run"
-            )
+            return self._client_error(function, exc)
         except BotoCoreError as exc:
+            if aws.may_have_taken_effect(exc):  # the function may have run: not retried
+                return Failed(
+                    f"step '{self.name}': no response from function {function} "
+                    f"({type(exc).__name__}); it may have run"
+                )
             return Failed(
                 f"step '{self.name}': could not reach Lambda to invoke {function} "
                 f"({type(exc).__name__})",
@@ -154,16 +144,15 @@ class LambdaStep(Step):
             return Failed(f"step '{self.name}': function {function} failed: {_error(body)}")
         return Done(_bounded(body))
 
-    def _client_error(self, function: str, response: dict[str, Any]) -> Failed:
-        code = str(response.get("Error", {}).get("Code", "")) or "error"
-        message = _clip(str(response.get("Error", {}).get("Message", "")))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    def _client_error(self, function: str, exc: ClientError) -> Failed:
+        fault, code = aws.classify(exc), aws.describe(exc)
+        message = _clip(str(exc.response.get("Error", {}).get("Message", "")))
         text = f"step '{self.name}': invoking {function}: {code}" + (
             f" ({message})" if message else ""
         )
-        if code in _THROTTLING or status == 429 or status >= 500:
+        if fault.transient:
             return Failed(text, retryable=True)
-        if "AccessDenied" in code or status == 403:
+        if fault is aws.AwsFault.DENIED:
             return Failed(text, FailureType.PERMISSION_ERROR)
         return Failed(text, FailureType.CONFIGURATION_ERROR)
 

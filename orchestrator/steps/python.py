@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.durations import format_duration
-from orchestrator.model import FailureType
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:

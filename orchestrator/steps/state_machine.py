@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrator import aws
 from orchestrator.durations import format_duration
-from orchestrator.model import FailureType
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
     from orchestrator.model import StepState
 
 MAX_NAME = 80
@@ -74,6 +77,7 @@ class StateMachineStep(Step):
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        assert ctx.services is not None, "the engine was run without services"
         client = ctx.services.aws("stepfunctions")
         name = execution_name(ctx.run_id, self.name)
         arn = state.memo.get("execution_arn")
@@ -86,13 +90,12 @@ class StateMachineStep(Step):
                 doing = f"execution {arn}"
             execution = client.describe_execution(executionArn=arn)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
-            http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if http >= 500 or "Throttl" in code:
+            fault, code = aws.classify(exc), aws.describe(exc)
+            if fault.transient:
                 return Pending(f"Step Functions unavailable ({code}); retrying")
             failure = (
                 FailureType.PERMISSION_ERROR
-                if "AccessDenied" in code
+                if fault is aws.AwsFault.DENIED
                 else FailureType.CONFIGURATION_ERROR
             )
             return Failed(f"step '{self.name}': {doing}: {code}", failure)
@@ -115,7 +118,7 @@ class StateMachineStep(Step):
         running = ctx.now - (state.started_at if state.started_at is not None else ctx.now)
         return Pending(f"execution {name} {status or 'RUNNING'} for {format_duration(running)}")
 
-    def _start(self, client: Any, name: str) -> str:
+    def _start(self, client: SFNClient, name: str) -> str:
         from botocore.exceptions import ClientError
 
         machine = self.state_machine.arn
@@ -124,7 +127,7 @@ class StateMachineStep(Step):
                 stateMachineArn=machine, name=name, input=json.dumps(self.state_machine.input)
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            if aws.error_code(exc) != "ExecutionAlreadyExists":
                 raise
             # Started by another delivery of this job (or by a tick whose write was lost).
             prefix, _, machine_name = machine.partition(":stateMachine:")

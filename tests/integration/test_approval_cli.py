@@ -15,7 +15,7 @@ from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext
 from orchestrator.local.emulator import CodePipelineEmulator
-from state.dynamodb import DynamoRunStore, bind_model
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -59,7 +59,7 @@ class Gate:
     def decisions(self) -> dict[str, Any]:
         record = self.store.load(self.run_id)
         assert record is not None
-        return record.decisions.get("signoff", {})
+        return record.signals.decisions.get("signoff", {})
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from orchestrator.approval.decide import decide
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
-from state.dynamodb import DynamoRunStore, bind_model
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 from tests.integration.test_approval_rig import (
     ALICE,
     BOB,
@@ -167,7 +167,8 @@ def test_the_links_in_the_message_decide_the_gate(
     pages = [get(alice_approve).data.decode() for _ in range(2)]  # previewers, then a person
     assert "Nothing has been recorded yet" in pages[0]
     after_gets = rig.store.load(record.run_id)
-    assert after_gets is not None and set(after_gets.decisions["signoff"]) == {"~notify"}
+    assert after_gets is not None and set(after_gets.signals.claims["signoff"]) == {"notify"}
+    assert after_gets.signals.decisions == {}
     recorded = post(alice_approve.split("?")[0], token_of(alice_approve), "canary deploy is green")
     assert recorded.status == 200
     pages.append(recorded.data.decode())
@@ -252,5 +253,6 @@ def test_repeated_deliveries_notify_once_and_decide_once(rig: Rig, mode: str) ->
     assert len(rig.sns_messages()) == 1
     final = rig.store.load(record.run_id)
     assert final is not None
-    assert set(final.decisions["signoff"]) == {ALICE, "~notify"}
+    assert set(final.signals.decisions["signoff"]) == {ALICE}
+    assert set(final.signals.claims["signoff"]) == {"notify"}
     assert final.state.steps[1].result == {"approved_by": [ALICE], "comments": ["once"]}

@@ -20,7 +20,7 @@ from orchestrator.model import Answer, AnswerKind, RunRecord
 from tests.http_stub import Loopback, QuietHandler
 
 if TYPE_CHECKING:
-    from state.dynamodb import DynamoRunStore
+    from orchestrator.store.dynamodb import DynamoRunStore
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/Releasers/bob"

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from orchestrator import _log
 from orchestrator.approval import links, web
 from orchestrator.model import RunStatus
-from state.dynamodb import DynamoRunStore, bind_model
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 from tests.integration.test_approval_rig import (
     ALICE,
     BOB,
@@ -63,7 +63,7 @@ class Endpoint:
     def decisions(self, run_id: str) -> dict[str, Any]:
         record = self.store.load(run_id)
         assert record is not None
-        return record.decisions.get("signoff", {})
+        return record.signals.decisions.get("signoff", {})
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -113,22 +115,40 @@ def test_run_exit_codes_and_console_view(shared: list[str], tmp_path: Path) -> N
     assert invalid.exit_code == 2 and "steps: List should have at least 1 item" in invalid.output
 
 
+def itsm_stub() -> Any:
+    """examples/itsm_stub.py, the demo's change-management API, loaded as a module."""
+    spec = importlib.util.spec_from_file_location("itsm_stub", EXAMPLES / "itsm_stub.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_a_pipeline_resolves_variables_between_actions(shared: list[str]) -> None:
-    script = [(200, {"id": "42", "state": "approved"})]
-    with stub_server(script) as server:
+    """`orchestrator run examples/pipeline-local.json` against examples/itsm_stub.py: the
+    second action rechecks exactly the change the first one saw approved, by the id the first
+    output (`#{Change.ChangeId}` in its URL)."""
+    server = itsm_stub().make_server(0, 3, False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
         text = (EXAMPLES / "pipeline-local.json").read_text()
-        port = server.url.rsplit(":", 1)[1]
+        port = server.server_address[1]
         path = Path(shared[-1]) / "pipeline.json"
         path.write_text(text.replace("127.0.0.1:8765", f"127.0.0.1:{port}"))
         result = invoke("run", str(path), "--speed", "3600", "--json", *shared)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
     assert result.exit_code == 0, result.output
     stream = events(result.output)
     skipped = [(e["stage"], e["action"]) for e in stream if e["event"] == "action_skipped"]
     assert skipped == [("Source", "Source"), ("DeployProduction", "Deploy")]
     variables = stream[-1]["variables"]
-    assert variables["Change"] == {"ChangeId": "42"}
-    assert variables["Verify"]["Checked"] == "42"  # the URL used #{Change.ChangeId}
-    assert server.hits == 2
+    assert variables["Change"] == {"ChangeId": "CHG42"}
+    assert variables["Verify"]["Checked"] == "CHG42"  # the URL used #{Change.ChangeId}
+    assert server.polls == {"42": 4}  # approved on the 3rd poll, then rechecked once
 
 
 def test_an_unresolvable_variable_fails_like_codepipeline(
@@ -176,7 +196,7 @@ def test_cancel_fails_the_running_gate_at_its_next_tick(
         [
             sys.executable,
             "-m",
-            "orchestrator",
+            "orchestrator.cli",
             "run",
             path,
             "--json",
@@ -233,7 +253,7 @@ def test_without_java_an_in_process_emulator_is_used_and_named(
 def test_python_dash_m_and_help_for_every_command() -> None:
     for command in ([], ["run"], ["validate"], ["status"], ["runs"], ["cancel"]):
         out = subprocess.run(
-            [sys.executable, "-m", "orchestrator", *command, "--help"],
+            [sys.executable, "-m", "orchestrator.cli", *command, "--help"],
             capture_output=True,
             text=True,
             check=True,

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import AnswerKind, FailureType
+from orchestrator.exceptions import FailureType
+from orchestrator.model import AnswerKind
 from tests.integration.test_cli import events, invoke
 from tests.unit.test_tick import Rig as TickRig
 from tests.unit.test_tick import job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -9,9 +10,9 @@ import botocore.session
 import pytest
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
+from orchestrator.local.schema import create_table_params
 from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus, StepState
-from state.dynamodb import DynamoRunStore, bind_model
-from state.schema import create_table_params
+from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
 
 def record(run_id: str, version: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
@@ -116,7 +117,7 @@ def test_cancel_survives_a_concurrent_tick_write(table_name: str) -> None:
     assert store.request_cancel("r1", "alice")
     store.save(record("r1", 2), 1)  # a tick that read before the cancel
     loaded = store.load("r1")
-    assert loaded is not None and loaded.cancel_requested_by == "alice"
+    assert loaded is not None and loaded.signals.cancel_requested_by == "alice"
     store.save(record("r2", 1, RunStatus.SUCCEEDED), None)
     assert not store.request_cancel("r2", "bob")
     assert not store.request_cancel("nope", "bob")
@@ -152,7 +153,50 @@ def test_decisions_are_recorded_once_per_principal_and_survive_tick_writes(
     store.save(record("r1", 2), 1)  # a tick write after the decisions
     loaded = store.load("r1")
     assert loaded is not None
-    assert loaded.decisions == {"approve": {alice: decision}, "other": {alice: decision}}
+    assert loaded.signals.decisions == {"approve": {alice: decision}, "other": {alice: decision}}
     store.save(record("done", 1, RunStatus.SUCCEEDED), None)
     assert not store.record_decision("done", "approve", alice, decision)
     assert not store.record_decision("missing", "approve", alice, decision)
+
+
+def test_claims_have_their_own_map_apart_from_decisions(table_name: str, dynamodb: Any) -> None:
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("r1", 1), None)
+    mine, theirs = {"at": 1.0, "by": "me"}, {"at": 1.0, "by": "them"}
+    assert store.claim("r1", "check", "invoke-0", mine)
+    assert not store.claim("r1", "check", "invoke-0", theirs)
+    assert store.claim("r1", "check", "invoke-0", mine)  # its own, found again
+    alice = "arn:aws:iam::123456789012:user/alice"
+    assert store.record_decision("r1", "check", alice, {"decision": "approve"})
+    store.save(record("r1", 2), 1)  # a tick write after both
+    loaded = store.load("r1")
+    assert loaded is not None
+    assert loaded.signals.claims == {"check": {"invoke-0": mine}}
+    assert loaded.signals.decisions == {"check": {alice: {"decision": "approve"}}}
+    item = dynamodb.get_item(TableName=table_name, Key={"run_id": {"S": "r1"}})["Item"]
+    assert set(item["claims"]["M"]) == {"check|invoke-0"}
+    assert set(item["decisions"]["M"]) == {f"check|{alice}"}
+
+
+def test_a_run_written_before_the_claims_map_keeps_its_claims(
+    table_name: str, dynamodb: Any
+) -> None:
+    """Items of the previous version kept claims in `decisions` under "~" keys and have no
+    `claims` map: they read as claims, and a new claim creates the map."""
+    store = DynamoRunStore(bind_model(table_name))
+    store.save(record("old", 1), None)
+    earlier = json.dumps({"at": 1.0, "by": "old-code"})
+    dynamodb.update_item(
+        TableName=table_name,
+        Key={"run_id": {"S": "old"}},
+        UpdateExpression="REMOVE claims SET decisions = :d",
+        ExpressionAttributeValues={":d": {"M": {"check|~invoke-0": {"S": earlier}}}},
+    )
+    loaded = store.load("old")
+    assert loaded is not None
+    assert loaded.signals.claims == {"check": {"invoke-0": json.loads(earlier)}}
+    assert loaded.signals.decisions == {}
+    assert store.claim("old", "check", "result-0", {"result": 1})
+    assert not store.claim("old", "check", "result-0", {"result": 2})
+    again = store.load("old")
+    assert again is not None and again.signals.claims["check"]["result-0"] == {"result": 1}

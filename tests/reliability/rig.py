@@ -33,8 +33,8 @@ from orchestrator.metrics import Metrics
 from orchestrator.model import Answer
 from orchestrator.reporter import CodePipelineReporter, codepipeline_client
 from orchestrator.services import Services
+from orchestrator.store.dynamodb import DynamoRunStore, RunItem
 from orchestrator.tick import TickConfig, Ticker
-from state.dynamodb import DynamoRunStore, RunItem
 from tests.reliability.figures import FIGURES
 
 if TYPE_CHECKING:
@@ -94,6 +94,9 @@ class CrashingStore:
         self, run_id: str, step: str, principal: str, decision: dict[str, Any]
     ) -> bool:
         return self._inner.record_decision(run_id, step, principal, decision)
+
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        return self._inner.claim(run_id, step, key, value)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         return self._inner.recent(status, limit)

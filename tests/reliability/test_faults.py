@@ -202,10 +202,10 @@ def test_a_claim_whose_response_was_lost_is_still_the_claimants(rig: Rig) -> Non
     store = rig.store()
     rig.proxy.plan("UpdateItem", "lost_response")
     mine = {"at": 1.0, "by": "this-delivery"}
-    assert store.record_decision(job.job_id, "w", "~invoke-0", mine) is True
+    assert store.claim(job.job_id, "w", "invoke-0", mine) is True
     assert rig.proxy.counts["lost_response:UpdateItem"] == 1
     assert rig.proxy.counts["conditional_check_failed"] >= 1
     theirs = {"at": 1.0, "by": "another-delivery"}
-    assert store.record_decision(job.job_id, "w", "~invoke-0", theirs) is False
-    assert store.record_decision(job.job_id, "w", "~invoke-0", mine) is True  # still ours
+    assert store.claim(job.job_id, "w", "invoke-0", theirs) is False
+    assert store.claim(job.job_id, "w", "invoke-0", mine) is True  # still ours
     handler.use(None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
@@ -12,6 +12,9 @@ from pydantic import SecretStr
 
 from orchestrator.approval import links, principals
 from orchestrator.approval.links import BadLink, KeyCache, KeyUnavailable, LinkClaim
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 KEY = SecretStr("k" * 64)
 OTHER_KEY = SecretStr("o" * 64)
@@ -101,13 +104,17 @@ class FakeSecrets:
             raise ClientError({"Error": {"Code": self.error, "Message": "m"}}, "GetSecretValue")
         return {"SecretString": self.value} if self.value is not None else {}
 
+    def client(self) -> SecretsManagerClient:
+        """This fake as the boto3 client it stands in for (the one call it has)."""
+        return cast("SecretsManagerClient", self)
+
 
 def test_the_key_is_read_once_and_cached() -> None:
-    cache, client = KeyCache(), FakeSecrets("s" * 40)
-    assert cache.get("arn:k", client).get_secret_value() == "s" * 40
-    assert cache.get("arn:k", client).get_secret_value() == "s" * 40
-    assert client.calls == 1
-    assert "s" * 40 not in repr(cache.get("arn:k", client))
+    cache, fake = KeyCache(), FakeSecrets("s" * 40)
+    assert cache.get("arn:k", fake.client()).get_secret_value() == "s" * 40
+    assert cache.get("arn:k", fake.client()).get_secret_value() == "s" * 40
+    assert fake.calls == 1
+    assert "s" * 40 not in repr(cache.get("arn:k", fake.client()))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +127,7 @@ def test_the_key_is_read_once_and_cached() -> None:
 )
 def test_an_unusable_key_is_reported_by_arn(client: FakeSecrets, message: str) -> None:
     with pytest.raises(KeyUnavailable, match=message):
-        KeyCache().get("arn:k", client)
+        KeyCache().get("arn:k", client.client())
 
 
 ROLE = "arn:aws:iam::111122223333:role/Releasers"

@@ -93,7 +93,7 @@ class FakeServices:
     sns: FakeSns
     http: FakeHttp
 
-    def aws(self, service: str) -> Any:
+    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         assert service == "sns"
         return self.sns
 

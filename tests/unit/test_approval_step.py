@@ -13,7 +13,8 @@ import pytest
 from orchestrator.approval import runtime
 from orchestrator.approval.decide import Refusal, Refused, decide
 from orchestrator.event import Job
-from orchestrator.model import AnswerKind, FailureType
+from orchestrator.exceptions import FailureType
+from orchestrator.model import AnswerKind
 from orchestrator.services import HttpResponse
 from orchestrator.steps.approval import NOTIFY_KEY
 from orchestrator.tick import TickConfig, Ticker
@@ -247,7 +248,8 @@ def test_repeated_deliveries_notify_once_and_decide_once(rig_for: Any, mode: str
     assert rig.tick(copies=4, concurrent=concurrent).kind is AnswerKind.SUCCEEDED
     record = rig.store.load(rig.run_id)
     assert record is not None
-    assert set(record.decisions["signoff"]) == {ALICE, NOTIFY_KEY}
+    assert set(record.signals.decisions["signoff"]) == {ALICE}
+    assert set(record.signals.claims["signoff"]) == {NOTIFY_KEY}
     assert len(rig.services.http.posts) == 1
 
 
@@ -257,5 +259,5 @@ def test_without_notify_nothing_is_claimed_or_sent(rig_for: Any) -> None:
     rig.clock.t += 30
     rig.tick()
     record = rig.store.load(rig.run_id)
-    assert record is not None and record.decisions == {}
+    assert record is not None and record.signals.decisions == record.signals.claims == {}
     assert rig.services.http.posts == []

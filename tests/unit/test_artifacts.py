@@ -15,7 +15,7 @@ from orchestrator.artifacts import ArtifactContext, ArtifactStoreUnavailable, Li
 from orchestrator.artifacts_report import build_zip, gate_report, is_safe_name, references
 from orchestrator.definition import GateDefinition, validate_definition
 from orchestrator.event import ArtifactCredentials, Job
-from orchestrator.exceptions import DefinitionError, GateFailed
+from orchestrator.exceptions import DefinitionError, FailureType, GateFailed
 from orchestrator.model import AnswerKind, RunState, RunStatus, StepState
 from orchestrator.services import Services
 from orchestrator.tick import Ticker
@@ -159,7 +159,7 @@ def gather(
 def failure(definition: dict[str, Any], s3: FakeS3, **kwargs: Any) -> tuple[str, str]:
     with pytest.raises(GateFailed) as caught:
         gather(definition, s3, **kwargs)
-    return caught.value.failure_type, str(caught.value)
+    return caught.value.failure_type.value, str(caught.value)
 
 
 # region what is read
@@ -491,13 +491,13 @@ def test_finish_errors(s3: FakeS3) -> None:
     context = ArtifactContext(client_factory=Factory(s3))
     with pytest.raises(GateFailed) as caught:
         context.finish(make_job(raw, [], ["R"]), definition, finished_state(definition))
-    assert caught.value.failure_type == "ConfigurationError"
+    assert caught.value.failure_type is FailureType.CONFIGURATION_ERROR
     assert str(caught.value).startswith("artifacts.R.files.a: In function abs(), invalid type")
     s3.errors[(BUCKET, "Report.zip")] = ("AccessDenied", 403)
     with pytest.raises(GateFailed) as caught:
         context.finish(make_job(raw, [], ["Report"]), definition, finished_state(definition))
     assert (caught.value.failure_type, str(caught.value)) == (
-        "PermissionError",
+        FailureType.PERMISSION_ERROR,
         f"access denied writing output artifact 'Report' to s3://{BUCKET}/Report.zip "
         "(AccessDenied)",
     )

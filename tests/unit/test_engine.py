@@ -5,7 +5,8 @@ from typing import Any
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus, Signals
 from orchestrator.services import HttpError, Services
 from tests.fakes import ManualClock, ScriptedHttp, json_response
 
@@ -186,7 +187,8 @@ def test_cancel_fails_with_who() -> None:
     definition = gate(steps=[{"name": "w", "wait": "1h"}])
     clock = ManualClock(T0)
     state = engine.start(definition, "r1", clock.now())
-    state.cancel_requested_by = "arn:aws:iam::1:user/alice"
-    state = run(definition, state, clock)
+    signals = Signals(cancel_requested_by="arn:aws:iam::1:user/alice")
+    budget = engine.Budget(lambda: 60.0, reserve=1.0)
+    state = engine.advance(definition, state, clock.now, budget, Services(), signals=signals)
     assert state.failure is not None
     assert state.failure.message == "cancelled by arn:aws:iam::1:user/alice"

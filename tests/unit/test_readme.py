@@ -82,3 +82,47 @@ def test_the_two_commands_are_make_targets() -> None:
 def test_example_gates_are_valid() -> None:
     for path in (ROOT / "examples").glob("*gate*.json"):
         parse_definition(json.dumps(json.loads(path.read_text())))
+
+
+SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+\s*$")
+
+
+def broken_tables(text: str) -> list[str]:
+    """Lines where a Markdown table does not start with its header and separator rows.
+
+    A blank line inside a table ends it: the rows after it are no table, and render as a
+    paragraph of pipes. Fenced code blocks are skipped.
+    """
+    problems, block, fenced = [], [], False
+    for number, line in enumerate([*text.splitlines(), ""], start=1):
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and line.lstrip().startswith("|"):
+            block.append((number, line.strip()))
+            continue
+        if block and (len(block) < 2 or not SEPARATOR.match(block[1][1])):
+            problems.append(f"line {block[0][0]}: {block[0][1][:60]}")
+        block = []
+    return problems
+
+
+def test_broken_tables_are_found() -> None:
+    table = "| a | b |\n| --- | ---: |\n| 1 | 2 |\n"
+    assert broken_tables(table) == []
+    assert broken_tables(f"```text\n| not | a table |\n```\n{table}") == []
+    assert broken_tables(table.replace("| 1 |", "\n| 1 |")) == ["line 4: | 1 | 2 |"]
+
+
+def test_every_markdown_table_has_its_rows_together() -> None:
+    """No blank line inside a table, in the README or the docs."""
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        assert broken_tables(path.read_text()) == [], path.name
+
+
+def test_the_reliability_doc_states_the_rendered_test_count() -> None:
+    """A test count in docs/RELIABILITY.md is the one the README's rendered section shows."""
+    rendered = README.split("<!-- reliability:start -->", 1)[1].split("<!-- reliability:end -->")[0]
+    (passed,) = re.findall(r"(\d[\d,]*) tests passed", rendered)
+    doc = (ROOT / "docs" / "RELIABILITY.md").read_text()
+    for stated in re.findall(r"(\d[\d,]*) (?:reliability )?tests\b", doc):
+        assert stated == passed, f"docs/RELIABILITY.md says {stated} tests, the README {passed}"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orchestrator import __version__
 from orchestrator.services import Services
 
 if TYPE_CHECKING:
@@ -20,3 +21,7 @@ def test_single_attempt_clients_never_retry_and_are_cached_apart(
     assert once.meta.config.retries["total_max_attempts"] == 1
     assert retrying.meta.config.retries["total_max_attempts"] == 3
     assert once.meta.region_name == "eu-west-1"
+    assert (once.meta.config.read_timeout, retrying.meta.config.read_timeout) == (60, 20)
+    for client in (once, retrying):
+        assert client.meta.config.retries["mode"] == "standard"
+        assert client.meta.config.user_agent_extra == f"codepipeline-orchestrator/{__version__}"

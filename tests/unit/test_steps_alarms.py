@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.exceptions import DefinitionError
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import DefinitionError, FailureType
+from orchestrator.model import RunState, RunStatus
 from tests.fakes import ManualClock
+
+if TYPE_CHECKING:
+    from orchestrator.services import HttpClient
 
 T0 = 1_800_000_000.0
 
@@ -85,9 +88,15 @@ def client_error(code: str, status: int = 400, operation: str = "DescribeAlarms"
 
 
 class FakeServices:
+    """ServiceClients with the given AWS clients, by service name, and no HTTP."""
+
     def __init__(self, **clients: Any) -> None:
         self.clients = clients
         self.single_attempt: dict[str, bool] = {}
+
+    @property
+    def http(self) -> HttpClient:
+        raise AssertionError("no HTTP in this test")
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         self.single_attempt[service] = single_attempt
@@ -220,6 +229,28 @@ def test_throttling_is_retried_at_the_next_poll_not_a_failure() -> None:
     assert runner.tick().status is RunStatus.RUNNING
     assert runner.summary == "step 1/1 'healthy': CloudWatch unavailable (Throttling); retrying"
     assert runner.tick(60).status is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("error", "failure_type"),
+    [
+        (client_error("AccessDenied", 403), FailureType.PERMISSION_ERROR),
+        (client_error("SomethingNew", 403), FailureType.PERMISSION_ERROR),  # was JobFailed
+        (client_error("InvalidNextToken", 400), FailureType.JOB_FAILED),
+    ],
+)
+def test_a_refusal_fails_the_gate_with_its_type(
+    error: ClientError, failure_type: FailureType
+) -> None:
+    runner = Runner({"alarms": {"names": ["a"]}}, {"a": Alarm()})
+    runner.cloudwatch.errors.append(error)
+    state = runner.tick()
+    assert state.status is RunStatus.FAILED and state.failure is not None
+    code = error.response["Error"]["Code"]
+    assert (state.failure.type, state.failure.message) == (
+        failure_type,
+        f"step 'healthy': DescribeAlarms failed ({code})",
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,13 @@ import json
 import time
 from typing import Any
 
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus, Signals
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import FakeServices, client_error
 
@@ -46,15 +47,15 @@ class FakeLambda:
 
 
 class Claims:
-    """The store's once-per-key write into a step's decisions, as the ticker provides it;
+    """The store's once-per-key write into a step's claims, as the ticker provides it;
     `lose_answers` claims are written but reported as failed (their response was lost)."""
 
     def __init__(self) -> None:
-        self.decisions: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
         self.lose_answers = 0
 
     def __call__(self, step: str, key: str, value: dict[str, Any]) -> bool:
-        slot = self.decisions.setdefault(step, {})
+        slot = self.claims.setdefault(step, {})
         if key in slot:
             return False
         slot[key] = value
@@ -79,11 +80,11 @@ class Runner:
         self.clock.t += after
         budget = engine.Budget(lambda: 60.0, reserve=1.0)
         services = FakeServices(**{"lambda": self.function})
-        state = self.state
-        if self.claims is not None:  # as the ticker does: the decisions stored so far
-            state = state.model_copy(update={"decisions": copy.deepcopy(self.claims.decisions)})
+        signals = None
+        if self.claims is not None:  # as the ticker does: the claims stored so far
+            signals = Signals(claims=copy.deepcopy(self.claims.claims))
         self.state = engine.advance(
-            self.definition, state, self.clock.now, budget, services, self.claims
+            self.definition, self.state, self.clock.now, budget, services, self.claims, signals
         )
         return self.state
 
@@ -149,10 +150,20 @@ def test_other_errors_fail_without_retry_and_with_their_type() -> None:
             FailureType.PERMISSION_ERROR,
             "step 'check': invoking nope: AccessDeniedException (AccessDeniedException)",
         ),
+        (  # a 502 that no retry mends: Lambda cannot decrypt the function's environment
+            client_error("KMSAccessDeniedException", 502, "Invoke"),
+            FailureType.PERMISSION_ERROR,
+            "step 'check': invoking nope: KMSAccessDeniedException (KMSAccessDeniedException)",
+        ),
         (
             ReadTimeoutError(endpoint_url="https://lambda"),
             FailureType.JOB_FAILED,
             "step 'check': no response from function nope (ReadTimeoutError); it may have run",
+        ),
+        (
+            ConnectionClosedError(endpoint_url="https://lambda"),
+            FailureType.JOB_FAILED,
+            "step 'check': no response from function nope (ConnectionClosedError); it may have run",
         ),
     ]
     for error, failure_type, message in cases:
@@ -181,20 +192,20 @@ def test_the_attempt_is_claimed_before_invoking_and_its_outcome_recorded() -> No
     runner.tick()
     assert runner.tick(1).status is RunStatus.SUCCEEDED
     assert len(runner.function.invocations) == 1
-    recorded = claims.decisions["check"]
-    assert recorded["~invoke-0"]["by"] == runner.state.steps[1].memo["claim"]
-    assert recorded["~result-0"] == {"result": {"ok": 1}}
+    recorded = claims.claims["check"]
+    assert recorded["invoke-0"]["by"] == runner.state.steps[1].memo["claim"]
+    assert recorded["result-0"] == {"result": {"ok": 1}}
 
 
 def test_an_attempt_claimed_elsewhere_waits_then_takes_the_recorded_outcome() -> None:
     claims = Claims()
-    claims.decisions["check"] = {"~invoke-0": {"at": time.time(), "by": "another-delivery"}}
+    claims.claims["check"] = {"invoke-0": {"at": time.time(), "by": "another-delivery"}}
     runner = Runner({"lambda": {"function": "checks"}}, [], claims)
     runner.tick()
     assert runner.tick(1).status is RunStatus.RUNNING
     assert runner.state.steps[1].detail == "another delivery is invoking checks"
     assert runner.tick(5).status is RunStatus.RUNNING  # not due again before 10 s
-    claims.decisions["check"]["~result-0"] = {"result": {"ok": 2}}
+    claims.claims["check"]["result-0"] = {"result": {"ok": 2}}
     assert runner.tick(5).status is RunStatus.SUCCEEDED
     assert runner.state.steps[1].result == {"ok": 2}
     assert runner.function.invocations == []
@@ -202,7 +213,7 @@ def test_an_attempt_claimed_elsewhere_waits_then_takes_the_recorded_outcome() ->
 
 def test_a_claim_that_never_recorded_an_outcome_fails_saying_the_function_may_have_run() -> None:
     claims = Claims()
-    claims.decisions["check"] = {"~invoke-0": {"at": time.time() - 1000, "by": "crashed"}}
+    claims.claims["check"] = {"invoke-0": {"at": time.time() - 1000, "by": "crashed"}}
     runner = Runner({"lambda": {"function": "checks"}}, [], claims)
     runner.tick()
     state = runner.tick(1)
@@ -228,9 +239,9 @@ def test_a_claim_whose_answer_was_lost_is_the_runs_own_at_the_next_tick() -> Non
 
 def test_a_recorded_retryable_failure_is_retried_under_a_new_claim() -> None:
     claims = Claims()
-    claims.decisions["check"] = {
-        "~invoke-0": {"at": time.time(), "by": "another-delivery"},
-        "~result-0": {"failed": "throttled", "failure_type": None, "retryable": True},
+    claims.claims["check"] = {
+        "invoke-0": {"at": time.time(), "by": "another-delivery"},
+        "result-0": {"failed": "throttled", "failure_type": None, "retryable": True},
     }
     step = {"lambda": {"function": "checks"}, "retry": {"attempts": 2, "backoff": "5s"}}
     runner = Runner(step, [(None, {"ok": 4})], claims)
@@ -240,13 +251,13 @@ def test_a_recorded_retryable_failure_is_retried_under_a_new_claim() -> None:
     assert runner.function.invocations == []
     assert runner.tick(5).status is RunStatus.SUCCEEDED
     assert len(runner.function.invocations) == 1
-    assert claims.decisions["check"]["~result-1"] == {"result": {"ok": 4}}
+    assert claims.claims["check"]["result-1"] == {"result": {"ok": 4}}
 
 
 def test_a_recorded_failure_keeps_its_type() -> None:
     claims = Claims()
-    claims.decisions["check"] = {
-        "~result-0": {"failed": "denied", "failure_type": "PermissionError", "retryable": False}
+    claims.claims["check"] = {
+        "result-0": {"failed": "denied", "failure_type": "PermissionError", "retryable": False}
     }
     runner = Runner({"lambda": {"function": "checks"}}, [], claims)
     runner.tick()

@@ -4,16 +4,19 @@ once per run, keeping only `pipelineContext` (the response also holds artifact k
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.event import Job
-from orchestrator.exceptions import GateFailed, TransientError
+from orchestrator.exceptions import FailureType, GateFailed, TransientError
 from orchestrator.pipeline_context import PipelineContext, mentions_pipeline
 from tests.unit.test_steps_alarms import client_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
 
 CONTEXT = {
     "pipelineName": "shop",
@@ -35,6 +38,10 @@ class FakeCodePipeline:
             raise self.errors.pop(0)
         data = {"pipelineContext": CONTEXT, "artifactCredentials": {"secretAccessKey": "KEY"}}
         return {"jobDetails": {"id": jobId, "data": data}}
+
+    def client(self) -> CodePipelineClient:
+        """This fake as the boto3 client it stands in for (the one call it has)."""
+        return cast("CodePipelineClient", self)
 
 
 def gate(step: dict[str, Any], outputs: dict[str, str] | None = None) -> GateDefinition:
@@ -65,7 +72,7 @@ def test_only_definitions_that_read_pipeline_need_it(
 
 def test_asks_once_and_keeps_only_the_pipeline_context() -> None:
     client = FakeCodePipeline()
-    part = PipelineContext(client)
+    part = PipelineContext(client.client())
     definition = gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"})
     state = engine.start(definition, "run-1", 0.0)
     found = part.gather(JOB, definition, state)
@@ -78,7 +85,7 @@ def test_asks_once_and_keeps_only_the_pipeline_context() -> None:
 
 def test_faults_are_transient_except_a_refusal() -> None:
     client = FakeCodePipeline()
-    part = PipelineContext(client)
+    part = PipelineContext(client.client())
     definition = gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"})
     state = engine.start(definition, "run-1", 0.0)
     client.errors.append(client_error("ThrottlingException", operation="GetJobDetails"))
@@ -87,4 +94,4 @@ def test_faults_are_transient_except_a_refusal() -> None:
     client.errors.append(client_error("AccessDeniedException", 400, "GetJobDetails"))
     with pytest.raises(GateFailed) as caught:
         part.gather(JOB, definition, state)
-    assert caught.value.failure_type == "PermissionError"
+    assert caught.value.failure_type is FailureType.PERMISSION_ERROR

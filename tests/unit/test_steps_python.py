@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus
 from orchestrator.steps.python import Fail, Finish, PythonContext, Wait
 from tests.fakes import ManualClock
 

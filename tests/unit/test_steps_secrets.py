@@ -11,8 +11,17 @@ from pydantic import ValidationError
 
 from orchestrator import engine
 from orchestrator.definition import parse_definition
-from orchestrator.model import FailureType, RunStatus
-from orchestrator.secrets import SecretCache, SecretError, SecretRef, cache_for, resolve
+from orchestrator.exceptions import FailureType, TerminalError, TransientError
+from orchestrator.model import RunStatus
+from orchestrator.secrets import (
+    SecretCache,
+    SecretError,
+    SecretRef,
+    SecretUnavailable,
+    SecretUnreadable,
+    cache_for,
+    resolve,
+)
 from orchestrator.services import HttpResponse
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import client_error
@@ -70,7 +79,7 @@ class Services:
         self.clients = {"secretsmanager": manager, "ssm": ssm or FakeSsm({})}
         self.http = RecordingHttp()
 
-    def aws(self, service: str) -> Any:
+    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         return self.clients[service]
 
 
@@ -147,6 +156,14 @@ def test_values_are_cached_per_services_object_for_the_ttl() -> None:
             True,
             "secret 'plain': unavailable (ThrottlingException)",
         ),
+        (  # a refusal of our credentials, as the artifacts code always said ("could not be
+            # read", a ConfigurationError, here before the one table)
+            SecretRef(secret="plain"),
+            "ExpiredTokenException",
+            FailureType.PERMISSION_ERROR,
+            False,
+            "secret 'plain': access denied (ExpiredTokenException)",
+        ),
         (
             SecretRef(parameter="/gone"),
             None,
@@ -168,8 +185,11 @@ def test_errors_name_the_reference_never_the_value(
         manager.errors.append(client_error(code, operation="GetSecretValue"))
     with pytest.raises(SecretError) as caught:
         resolve(ref, Services(manager))
-    assert (str(caught.value), caught.value.failure_type) == (message, failure_type)
-    assert caught.value.transient is transient
+    error = caught.value
+    found_type = error.failure_type if isinstance(error, SecretUnreadable) else None
+    assert (str(error), found_type) == (message, failure_type)
+    assert isinstance(error, SecretUnavailable if transient else SecretUnreadable)
+    assert isinstance(error, TransientError if transient else TerminalError)
 
 
 def _http_gate(headers: dict[str, Any]) -> Any:

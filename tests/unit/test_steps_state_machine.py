@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
-from orchestrator.model import FailureType, RunState, RunStatus
+from orchestrator.exceptions import FailureType
+from orchestrator.model import RunState, RunStatus
 from orchestrator.steps.state_machine import execution_name
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import FakeServices, client_error

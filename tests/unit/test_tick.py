@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from orchestrator.event import Job
-from orchestrator.exceptions import ConflictError
-from orchestrator.model import Answer, AnswerKind, FailureType, RunStatus
+from orchestrator.exceptions import ConflictError, FailureType
+from orchestrator.model import Answer, AnswerKind, RunStatus
 from orchestrator.services import Services
 from orchestrator.tick import TickConfig, Ticker
 from orchestrator.token import Token

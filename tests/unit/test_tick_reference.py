@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.exceptions import StoreUnavailable
-from orchestrator.model import AnswerKind, FailureType, RunRecord
+from orchestrator.exceptions import FailureType, StoreUnavailable
+from orchestrator.model import AnswerKind, RunRecord
 from orchestrator.services import Services
 from orchestrator.tick import TickConfig, Ticker
 from orchestrator.token import Token

@@ -1,4 +1,5 @@
-"""The runs table as declared in template.yaml, turned into CreateTable parameters.
+"""The runs table as declared in template.yaml, turned into CreateTable parameters (tooling:
+the Lambda package carries neither this module nor template.yaml).
 
 Tests and the local runner create their tables from here, so a key or index added to the
 template is what the code runs against, and one missing from the template fails locally.
@@ -15,12 +16,13 @@ _CREATE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "
 
 
 def template_path() -> Path:
-    """template.yaml: beside this package when installed, at the repository root otherwise."""
+    """template.yaml: beside this module when installed (the wheel carries it there), at the
+    repository root otherwise."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "template.yaml", here.parent / "template.yaml"):
+    for candidate in (here / "template.yaml", here.parents[1] / "template.yaml"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("template.yaml not found beside the state package or above it")
+    raise FileNotFoundError("template.yaml not found beside orchestrator/local/ or the repository")
 
 
 def load_cfn_yaml(text: str) -> Any:

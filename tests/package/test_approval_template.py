@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_template import TEMPLATE, iam_statements, load_cfn, wildcard_findings
+from tests.package.test_template import TEMPLATE, iam_statements, load_cfn, wildcard_findings
 
 ENDPOINT = "ApprovalFunction"
 ENDPOINT_ROLE = "ApprovalRole"

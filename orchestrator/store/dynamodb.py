@@ -17,7 +17,15 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
-from orchestrator.model import Answer, Pin, RunRecord, RunState, RunStatus, RunSummary
+from orchestrator.model import (
+    Answer,
+    Pin,
+    RunRecord,
+    RunState,
+    RunStatus,
+    RunSummary,
+    Signals,
+)
 
 if TYPE_CHECKING:
     from botocore.session import Session as BotocoreSession
@@ -27,6 +35,7 @@ DEFINITION_PREFIX = "definition#"
 """Pinned definitions share the runs table: key `definition#<sha256>`, no `status`, so
 they are in no index; DynamoDB's TTL removes them like runs."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+_INVALID = "ValidationException"  # e.g. SET of a key in a map the item does not have
 
 
 class _ByStatus(GlobalSecondaryIndex["RunItem"]):  # type: ignore[no-untyped-call]  # pynamodb
@@ -57,9 +66,12 @@ class RunItem(Model):
     answer = UnicodeAttribute()
     cancel_requested_by = UnicodeAttribute(null=True)
     pin = UnicodeAttribute(null=True)  # JSON of model.Pin; written by the first write only
-    # "<step>|<principal>" -> JSON {"decision", "comment", "at"}; written by approvers,
-    # never by the tick (whose updates do not touch it).
+    # The run's signals (model.Signals), never written by the tick's updates:
+    # "<step>|<principal>" -> JSON {"decision", "comment", "at"}, written by approvers;
     decisions: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
+    # "<step>|<key>" -> JSON, a step's once-per-key claims (items written before claims had
+    # an attribute of their own kept them in `decisions`, under keys starting with "~").
+    claims: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
 
     by_status = _ByStatus()
 
@@ -187,31 +199,43 @@ class DynamoRunStore:
     def record_decision(
         self, run_id: str, step: str, principal: str, decision: dict[str, Any]
     ) -> bool:
+        return self._once("decisions", run_id, f"{step}|{principal}", decision)
+
+    def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
+        return self._once("claims", run_id, f"{step}|{key}", value)
+
+    def _once(self, attribute: str, run_id: str, key: str, document: dict[str, Any]) -> bool:
+        """Write `document` under `key` in a map attribute of a running run, at most once."""
         model = self._model
-        key, value = f"{step}|{principal}", json.dumps(decision)
-        slot = model.decisions[key]
+        value = json.dumps(document)
+        field = model.decisions if attribute == "decisions" else model.claims
+        running = model.run_id.exists() & (model.status == RunStatus.RUNNING.value)
         try:
-            model(run_id).update(
-                actions=[slot.set(value)],
-                condition=model.run_id.exists()
-                & (model.status == RunStatus.RUNNING.value)
-                & slot.does_not_exist(),
-            )
+            try:
+                model(run_id).update(
+                    actions=[field[key].set(value)], condition=running & field[key].does_not_exist()
+                )
+            except PynamoDBException as exc:
+                if not (attribute == "claims" and _code(exc) == _INVALID):
+                    raise
+                # An item written before claims had their own map: the map comes with the entry.
+                model(run_id).update(
+                    actions=[field.set({key: value})], condition=running & field.does_not_exist()
+                )
         except PynamoDBException as exc:
             if _code(exc) == _CONDITION_FAILED:
                 # Our own write, applied but its response lost and retried by botocore?
-                return self._holds(run_id, key, value)
-            raise StoreUnavailable(f"run {run_id}: decision failed ({_code(exc)})") from exc
+                return self._holds(run_id, attribute, key, value)
+            raise StoreUnavailable(f"run {run_id}: {attribute} failed ({_code(exc)})") from exc
         return True
 
-    def _holds(self, run_id: str, key: str, value: str) -> bool:
-        """Whether the run's decisions hold exactly `value` under `key`."""
+    def _holds(self, run_id: str, attribute: str, key: str, value: str) -> bool:
+        """Whether the run's map `attribute` holds exactly `value` under `key`."""
         try:
-            item = self._model.get(run_id, consistent_read=True, attributes_to_get=["decisions"])
+            item = self._model.get(run_id, consistent_read=True, attributes_to_get=[attribute])
         except PynamoDBException:
             return False  # unknown: the caller was told no, which is the safe side
-        raw = item.decisions.as_dict() if item.decisions is not None else {}  # type: ignore[no-untyped-call]
-        return bool(raw.get(key) == value)
+        return bool(_map(getattr(item, attribute)).get(key) == value)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         statuses = [status] if status else list(RunStatus)
@@ -257,10 +281,11 @@ def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
         prev_nonce=record.prev_nonce,
         last_job_id=record.last_job_id,
         summary=record.last_answer.summary[:1000],
-        state=record.state.model_dump_json(exclude={"cancel_requested_by", "decisions"}),
+        state=record.state.model_dump_json(),
         decisions={},
+        claims={},
         answer=record.last_answer.model_dump_json(),
-        cancel_requested_by=record.cancel_requested_by,
+        cancel_requested_by=None,
         pin=record.pin.model_dump_json() if record.pin else None,
     )
 
@@ -277,16 +302,27 @@ def _to_record(item: RunItem) -> RunRecord:
         created_at=float(item.created_at),
         updated_at=float(item.updated_at),
         expires_at=int(item.expires_at),
-        cancel_requested_by=item.cancel_requested_by,
-        decisions=_decisions(item),
+        signals=_signals(item),
         pin=Pin.model_validate_json(item.pin) if item.pin else None,
     )
 
 
-def _decisions(item: RunItem) -> dict[str, dict[str, Any]]:
-    nested: dict[str, dict[str, Any]] = {}
-    raw = item.decisions.as_dict() if item.decisions is not None else {}  # type: ignore[no-untyped-call]
-    for key, value in raw.items():
+def _signals(item: RunItem) -> Signals:
+    decisions: dict[str, dict[str, Any]] = {}
+    claims: dict[str, dict[str, Any]] = {}
+    for key, value in _map(item.decisions).items():
         step, _, principal = str(key).partition("|")
-        nested.setdefault(step, {})[principal] = json.loads(value)
-    return nested
+        if principal.startswith("~"):  # a claim, as items before the claims map kept them
+            claims.setdefault(step, {})[principal[1:]] = json.loads(value)
+        else:
+            decisions.setdefault(step, {})[principal] = json.loads(value)
+    for key, value in _map(item.claims).items():
+        step, _, name = str(key).partition("|")
+        claims.setdefault(step, {})[name] = json.loads(value)
+    return Signals(cancel_requested_by=item.cancel_requested_by, decisions=decisions, claims=claims)
+
+
+def _map(attribute: Any) -> dict[str, Any]:
+    """A MapAttribute's content as a dict ({} when the item has none)."""
+    found: dict[str, Any] = attribute.as_dict() if attribute is not None else {}
+    return found

@@ -1,7 +1,7 @@
 """`orchestrator`: rehearse gates locally and operate them once they run in AWS.
 
     orchestrator run FILE         a gate or a pipeline, through the CodePipeline emulator
-    orchestrator validate FILE    check a gate definition (exit 2 with field paths)
+    orchestrator validate FILE    check a gate file (--args) or a pipeline (exit 2, field paths)
     orchestrator status RUN_ID    one run: steps, timings, last summary
     orchestrator runs             recent runs, optionally by state
     orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"
@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cli_view import ConsoleView, JsonView
+from orchestrator.cli.view import ConsoleView, JsonView
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.exceptions import DefinitionError
 from orchestrator.local.gatefiles import (
@@ -359,7 +359,7 @@ def status(
                     "summary": record.last_answer.summary,
                     "state": state.model_dump(mode="json"),
                     "updated_at": record.updated_at,
-                    "cancel_requested_by": record.cancel_requested_by,
+                    "cancel_requested_by": record.signals.cancel_requested_by,
                     "definition": record.pin.model_dump(mode="json") if record.pin else None,
                 }
             )
@@ -368,8 +368,8 @@ def status(
     console.print(
         f"run [bold]{run_id}[/]: {state.status.value}"
         + (
-            f" (cancel requested by {record.cancel_requested_by})"
-            if record.cancel_requested_by
+            f" (cancel requested by {record.signals.cancel_requested_by})"
+            if record.signals.cancel_requested_by
             else ""
         )
     )

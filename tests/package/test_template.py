@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from packaging.requirements import Requirement
 
-from state.schema import load_cfn_yaml
+from orchestrator.local.schema import load_cfn_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -706,7 +706,7 @@ def test_failed_invocations_go_to_an_encrypted_queue() -> None:
 
 
 def test_the_runs_table_keeps_what_the_code_relies_on() -> None:
-    from state import schema
+    from orchestrator.local import schema
 
     table = transformed()["Resources"]["RunsTable"]
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
@@ -906,32 +906,34 @@ def _packaged() -> dict[PurePosixPath, Path]:
 
 
 def test_the_package_takes_only_the_runtime_code() -> None:
+    """orchestrator/ minus two whole folders, cli/ and local/; nothing else, no template."""
     packaged = _packaged()
-    assert packaged[PurePosixPath("state/template.yaml")] == TEMPLATE
     for required in (
         "orchestrator/handler.py",
         "orchestrator/steps/http.py",
-        "state/dynamodb.py",
-        "state/schema.py",
+        "orchestrator/store/dynamodb.py",
+        "orchestrator/reference.py",
     ):
         assert PurePosixPath(required) in packaged, required
     for path in packaged:
-        assert path.parts[0] in {"orchestrator", "state"}, path
-        assert path.parts[:2] != ("orchestrator", "local"), path
+        assert path.parts[0] == "orchestrator", path
+        assert path.parts[:2] not in {("orchestrator", "local"), ("orchestrator", "cli")}, path
         assert "__pycache__" not in path.parts, path
-        assert path.suffix not in {".pyc", ".pyo"}, path
-    assert PurePosixPath("orchestrator/cli.py") not in packaged
-    assert PurePosixPath("orchestrator/cli_view.py") not in packaged
-    assert PurePosixPath("orchestrator/__main__.py") not in packaged
-    # Everything under orchestrator/ and state/ that is not excluded is there.
+        assert path.suffix == ".py", path  # no template.yaml, no bytecode from the tree
+    assert (
+        PurePosixPath("orchestrator/local"),
+        PurePosixPath("orchestrator/cli"),
+    ) == build_lambda.EXCLUDED
+    for folder in build_lambda.EXCLUDED:  # each names a folder that exists
+        assert (ROOT / folder).is_dir(), folder
+    # Everything under orchestrator/ that is not excluded is there.
     on_disk = {
         PurePosixPath(p.relative_to(ROOT).as_posix())
-        for package in ("orchestrator", "state")
-        for p in (ROOT / package).rglob("*.py")
+        for p in (ROOT / "orchestrator").rglob("*.py")
         if "__pycache__" not in p.parts
     }
     expected = {p for p in on_disk if not build_lambda._excluded(p)}
-    assert expected <= set(packaged)
+    assert expected == set(packaged)
 
 
 def _module_name(path: PurePosixPath) -> str:
@@ -1005,7 +1007,7 @@ def test_every_import_of_the_package_is_packaged_or_a_runtime_dependency() -> No
         source = (ROOT / path).read_text()
         for name in sorted(_imports(source, module, path.name == "__init__.py")):
             top = name.split(".")[0]
-            if top in {"orchestrator", "state"}:
+            if top == "orchestrator":
                 # `from pkg import name` may name an attribute: the module or its parent counts.
                 if name not in packaged and name.rpartition(".")[0] not in packaged:
                     problems.append(f"{module} imports {name}, which is not packaged")
@@ -1025,17 +1027,17 @@ def test_the_packaged_sources_import_without_the_rest_of_the_tree(tmp_path: Path
         "orchestrator.settings",
         "orchestrator.tick",
         "orchestrator.steps",
-        "state.dynamodb",
+        "orchestrator.store.dynamodb",
     ]
     script = (
         "import sys\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         f"for name in {modules!r}:\n"
         "    __import__(name)\n"
-        "import orchestrator, state\n"
+        "import orchestrator\n"
         f"assert orchestrator.__file__.startswith({str(tmp_path)!r}), orchestrator.__file__\n"
-        f"assert state.__file__.startswith({str(tmp_path)!r}), state.__file__\n"
-        "bad = sorted(m for m in sys.modules if m.startswith('orchestrator.local')\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('orchestrator.local',\n"
+        "             'orchestrator.cli'))\n"
         "             or m.split('.')[0] in {'typer', 'rich', 'yaml', 'tests'})\n"
         "assert not bad, bad\n"
     )
@@ -1043,7 +1045,8 @@ def test_the_packaged_sources_import_without_the_rest_of_the_tree(tmp_path: Path
         [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "state" / "template.yaml").read_text() == TEMPLATE.read_text()
+    assert not (tmp_path / "template.yaml").exists()
+    assert not list(tmp_path.rglob("template.yaml"))
 
 
 def test_the_package_carries_bytecode_for_cpython_313(tmp_path: Path) -> None:
@@ -1105,7 +1108,7 @@ def test_the_zip_is_reproducible(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "a.zip") as archive:
         names = archive.namelist()
     assert "orchestrator/handler.py" in names
-    assert "state/template.yaml" in names
+    assert "orchestrator/store/dynamodb.py" in names and "template.yaml" not in names
     files, size = build_lambda.tree_size(folder)
     assert files == len(names)
     assert size > first
@@ -1144,3 +1147,18 @@ def test_the_docs_explain_the_deploy_and_the_pipeline_permission() -> None:
         *load_cfn(TEMPLATE)["Parameters"],
     ):
         assert needle in text, needle
+
+
+def test_the_deploy_doc_names_every_resource_type_resource_and_output() -> None:
+    """docs/DEPLOY.md describes the stack template.yaml declares: each output, each resource
+    (by its logical id) and each resource type, in backquotes."""
+    text = DOCS.read_text()
+    template = load_cfn(TEMPLATE)
+    resources = template["Resources"]
+    needles = {
+        *template["Outputs"],
+        *resources,
+        *(resource["Type"] for resource in resources.values()),
+    }
+    missing = sorted(needle for needle in needles if f"`{needle}`" not in text)
+    assert missing == []

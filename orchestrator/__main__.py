@@ -1,5 +1,0 @@
-"""`python -m orchestrator` is the CLI."""
-
-from orchestrator.cli import main
-
-main()

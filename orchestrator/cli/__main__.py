@@ -1,0 +1,5 @@
+"""`python -m orchestrator.cli` is the CLI."""
+
+from orchestrator.cli.app import main
+
+main()

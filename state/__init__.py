@@ -1,1 +1,0 @@
-"""Persistence of gate runs: the DynamoDB table declared in template.yaml, through pynamodb."""
