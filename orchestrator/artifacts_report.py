@@ -21,16 +21,16 @@ import re
 import time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from orchestrator import templating
+from orchestrator import expressions
 from orchestrator.exceptions import FailureType, GateFailed
-from orchestrator.steps._base import Expression, search
+from orchestrator.expressions import Expression, search
+from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,7 +118,7 @@ class Wanted:
 
 def run_context_expressions(definition: GateDefinition) -> list[str]:
     """Every JMESPath expression of the definition evaluated over the run context."""
-    found = templating.expressions(definition.model_dump(mode="json"))
+    found = expressions.placeholders(definition.model_dump(mode="json"))
     found += definition.outputs.values()
     found += [e for spec in definition.artifacts.values() for e in spec.files.values()]
     return found
@@ -215,7 +215,7 @@ def input_names(job: Job, wanted: Wanted) -> list[str]:
 def _iso(at: float | None) -> str | None:
     if at is None:
         return None
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+    return format_instant(at, "iso")
 
 
 def gate_report(state: RunState) -> dict[str, Any]:

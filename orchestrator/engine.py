@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,10 @@ from pydantic import ValidationError
 
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
+from orchestrator.expressions import TemplateError
 from orchestrator.model import Failure, RunState, RunStatus, Signals, StepState
 from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
-from orchestrator.templating import TemplateError
+from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -151,7 +151,7 @@ def advance(
 
 
 def _poll(step: Step, step_state: StepState, ctx: StepContext) -> Outcome:
-    """Poll once; templating errors and a step's own exceptions become failures naming it."""
+    """Poll once; `${...}` errors and a step's own exceptions become failures naming it."""
     try:
         rendered = step.rendered(ctx.run)
     except (TemplateError, ValidationError) as exc:
@@ -216,12 +216,12 @@ def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
         for step, state in zip(definition.steps, run.steps, strict=True)
         if state.finished_at is not None
     }
-    started = datetime.fromtimestamp(run.started_at, UTC).isoformat().replace("+00:00", "Z")
+    started = format_instant(run.started_at, "iso")
     return {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
 
 
 def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
-    from orchestrator.steps._base import search
+    from orchestrator.expressions import search
 
     context = run_context(definition, run)
     outputs: dict[str, str] = {}

@@ -6,7 +6,7 @@
     │   ├── DefinitionError           ConfigurationError: the gate definition is invalid
     │   ├── UnknownTokenError         JobFailed: the continuation token is not ours, or expired
     │   ├── GateFailed                JobFailed: fail_if, a step or gate timeout, a cancel
-    │   ├── templating.TemplateError  a `${...}` is invalid or null (also a ValueError)
+    │   ├── expressions.TemplateError  a `${...}` is invalid or null (also a ValueError)
     │   ├── secrets.SecretUnreadable  see SecretError
     │   └── approval.links.BadLink    an approval link that is malformed or not ours
     ├── TransientError                try again later; never fails the gate while time remains

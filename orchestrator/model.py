@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.exceptions import FailureType  # noqa: TC001 - pydantic needs it at run time
+from orchestrator.text import clip
 
 
 class RunStatus(enum.Enum):
@@ -194,5 +195,4 @@ class RunSummary(BaseModel):
 
 
 def _clip(text: str, limit: int) -> str:
-    text = text or "-"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text or "-", limit)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import aws, templating
+from orchestrator import aws, expressions
 from orchestrator.exceptions import FailureType, GateFailed, TransientError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def mentions_pipeline(definition: GateDefinition) -> bool:
         *(
             e
             for step in definition.steps
-            for e in templating.expressions(step.model_dump(mode="json"))
+            for e in expressions.placeholders(step.model_dump(mode="json"))
         ),
         *definition.outputs.values(),
     ]

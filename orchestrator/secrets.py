@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from orchestrator import aws
+from orchestrator.caching import TtlCache
 from orchestrator.exceptions import FailureType, OrchestratorError, TerminalError, TransientError
 
 if TYPE_CHECKING:
@@ -83,21 +84,12 @@ class SecretCache:
     """Resolved values by reference, each for `ttl` seconds (monotonic time)."""
 
     def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
-        self._ttl, self._clock = ttl, clock
-        self._values: dict[SecretRef, tuple[float, SecretStr]] = {}
-        self._lock = threading.Lock()
+        self._values: TtlCache[SecretRef, SecretStr] = TtlCache(ttl, clock)
 
     def resolve(self, ref: SecretRef, services: ServiceClients) -> str:
         """The value of `ref`, from the cache while fresh; raises SecretError."""
-        now = self._clock()
-        with self._lock:
-            cached = self._values.get(ref)
-        if cached is not None and cached[0] > now:
-            return cached[1].get_secret_value()
-        value = _fetch(ref, services)
-        with self._lock:
-            self._values[ref] = (now + self._ttl, SecretStr(value))
-        return value
+        value = self._values.get(ref, lambda: SecretStr(_fetch(ref, services)))
+        return value.get_secret_value()
 
 
 # One cache per Services object: it lives exactly as long as the warm app that owns it.

@@ -11,7 +11,6 @@ a tick that changes anything re-reads the table and checks the nonce.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -19,6 +18,7 @@ import secrets
 from dataclasses import asdict, dataclass
 
 from orchestrator.exceptions import UnknownTokenError
+from orchestrator.text import b64url, unb64url
 
 _PREFIX = "v1."
 MAX_TOKEN_CHARS = 2048
@@ -60,7 +60,7 @@ class Token:
         if self.definition is not None:
             payload["g"] = self.definition
         raw = json.dumps(payload, separators=(",", ":")).encode()
-        text = _PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        text = _PREFIX + b64url(raw)
         if len(text) > MAX_TOKEN_CHARS:  # pragma: no cover - run ids are bounded
             raise ValueError("continuation token too long")
         return text
@@ -72,7 +72,7 @@ class Token:
             raise UnknownTokenError("unknown continuation token: not issued by this orchestrator")
         body = text[len(_PREFIX) :]
         try:
-            raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            raw = json.loads(unb64url(body))
             token = cls(
                 run_id=_str(raw["r"]),
                 nonce=None if raw["n"] is None else _str(raw["n"]),

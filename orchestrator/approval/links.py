@@ -14,15 +14,10 @@ logged, stored or put in a message: only signatures derived from it leave the pr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
-import re
 import secrets
-import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
@@ -30,7 +25,9 @@ from urllib.parse import urlencode
 from pydantic import SecretStr
 
 from orchestrator import aws
+from orchestrator.caching import TtlCache
 from orchestrator.exceptions import TerminalError, TransientError
+from orchestrator.text import b64url, unb64url
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,7 +39,6 @@ DECISIONS: tuple[Decision, ...] = ("approve", "reject")
 VERSION = "v1"
 MAX_TOKEN_CHARS = 4096
 KEY_CACHE_SECONDS = 300.0
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 TOKEN_PARAM = "t"
 """The query parameter (GET) and form field (POST) that carries the token."""
 
@@ -78,9 +74,9 @@ class Link:
 
 def sign(claim: LinkClaim, key: SecretStr) -> str:
     """The token for `claim`."""
-    payload = _b64(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
+    payload = b64url(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
     signed = f"{VERSION}.{payload}"
-    return f"{signed}.{_b64(_mac(key, signed))}"
+    return f"{signed}.{b64url(_mac(key, signed))}"
 
 
 def verify(token: str, key: SecretStr) -> LinkClaim:
@@ -89,13 +85,13 @@ def verify(token: str, key: SecretStr) -> LinkClaim:
     if len(parts) != 3 or parts[0] != VERSION:
         raise BadLink("malformed token")
     try:
-        signature = _unb64(parts[2])
+        signature = unb64url(parts[2])
     except ValueError:
         raise BadLink("malformed token") from None
     if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
         raise BadLink("signature does not verify")
     try:
-        fields: Any = json.loads(_unb64(parts[1]))
+        fields: Any = json.loads(unb64url(parts[1]))
         claim = LinkClaim(
             run_id=str(fields["run_id"]),
             step=str(fields["step"]),
@@ -133,29 +129,23 @@ class KeyCache:
     """Signing keys by secret ARN, each kept `ttl` seconds (so a rotated key is picked up)."""
 
     def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
-        self._ttl = ttl
-        self._keys: dict[str, tuple[float, SecretStr]] = {}
-        self._lock = threading.Lock()
+        self._keys: TtlCache[str, SecretStr] = TtlCache(ttl)
 
     def get(self, arn: str, client: SecretsManagerClient) -> SecretStr:
         """The key stored in secret `arn`, read with a boto3 Secrets Manager `client`."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._keys.get(arn)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        from botocore.exceptions import BotoCoreError, ClientError
+        return self._keys.get(arn, lambda: _read_key(arn, client))
 
-        try:
-            text = client.get_secret_value(SecretId=arn).get("SecretString")
-        except (ClientError, BotoCoreError) as exc:
-            raise KeyUnavailable(f"signing key {arn}: {aws.describe(exc)}") from None
-        if not isinstance(text, str) or len(text) < 32:
-            raise KeyUnavailable(f"signing key {arn}: missing or shorter than 32 characters")
-        key = SecretStr(text)
-        with self._lock:
-            self._keys[arn] = (now + self._ttl, key)
-        return key
+
+def _read_key(arn: str, client: SecretsManagerClient) -> SecretStr:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        text = client.get_secret_value(SecretId=arn).get("SecretString")
+    except (ClientError, BotoCoreError) as exc:
+        raise KeyUnavailable(f"signing key {arn}: {aws.describe(exc)}") from None
+    if not isinstance(text, str) or len(text) < 32:
+        raise KeyUnavailable(f"signing key {arn}: missing or shorter than 32 characters")
+    return SecretStr(text)
 
 
 KEYS = KeyCache()
@@ -164,16 +154,3 @@ KEYS = KeyCache()
 
 def _mac(key: SecretStr, message: str) -> bytes:
     return hmac.new(key.get_secret_value().encode(), message.encode(), hashlib.sha256).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    if not _B64URL.fullmatch(text):
-        raise ValueError("not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not base64url") from exc

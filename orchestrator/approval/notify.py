@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import aws
 from orchestrator.services import HttpError
+from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from orchestrator.approval.links import Link
@@ -149,4 +149,4 @@ def _esc(value: str) -> str:
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return format_instant(epoch, "minutes")

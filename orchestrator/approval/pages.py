@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from orchestrator.approval.decide import MAX_COMMENT_CHARS
 from orchestrator.approval.links import TOKEN_PARAM
+from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from orchestrator.approval.links import LinkClaim
@@ -83,4 +83,4 @@ def refused(title: str, reason: str) -> str:
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_instant(epoch, "seconds")

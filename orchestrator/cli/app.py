@@ -20,7 +20,6 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -58,6 +57,7 @@ from orchestrator.local.runner import (
 )
 from orchestrator.model import RunStatus
 from orchestrator.reference import Reference, read_user_parameters
+from orchestrator.text import format_instant
 
 app = typer.Typer(
     help="Long-running CodePipeline gates: rehearse them locally, operate them in AWS.",
@@ -330,7 +330,7 @@ def _stack(table: str, endpoint: str | None, data_dir: Path) -> LocalStack:
 def _when(epoch: float | None) -> str:
     if epoch is None:
         return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return format_instant(epoch, "seconds")
 
 
 @app.command()

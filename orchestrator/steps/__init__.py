@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+from orchestrator.expressions import Expression
 from orchestrator.steps._base import (
     Done,
     Duration,
-    Expression,
     Failed,
     Outcome,
     Pending,

@@ -15,11 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-import jmespath
-from jmespath.exceptions import JMESPathError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from orchestrator import templating
+from orchestrator import expressions
 from orchestrator.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -41,20 +39,9 @@ def _duration(value: object) -> float:
     return seconds
 
 
-def _jmespath(value: str) -> str:
-    try:
-        jmespath.compile(value)
-    except JMESPathError as exc:
-        reason = str(exc).splitlines()[0]
-        raise ValueError(f"invalid JMESPath expression {value!r}: {reason}") from None
-    return value
-
-
 Duration = Annotated[float, BeforeValidator(_duration)]
 """Seconds, written in a definition as '30s', '1h30m', 'PT1H30M' (or a number of seconds)."""
 
-Expression = Annotated[str, AfterValidator(_jmespath)]
-"""A JMESPath expression, compiled once at validation to report syntax errors early."""
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -63,20 +50,6 @@ def _step_name(value: str) -> str:
     if not _NAME.fullmatch(value):
         raise ValueError(f"invalid step name {value!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
     return value
-
-
-def truthy(value: object) -> bool:
-    """JMESPath truthiness: false, null, '', [] and {} are false; every number is true."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, (str, list, dict)):
-        return len(value) > 0
-    return True
-
-
-def search(expression: str, document: object) -> Any:
-    """Evaluate a JMESPath expression (already validated) over a JSON document."""
-    return jmespath.search(expression, document)
 
 
 @dataclass(frozen=True)
@@ -159,17 +132,17 @@ class Step(BaseModel):
     @model_validator(mode="after")
     def _templates_compile(self) -> Step:
         try:
-            templating.check(self.model_dump(mode="json", exclude={"name"}))
-        except templating.TemplateError as exc:
+            expressions.check_templates(self.model_dump(mode="json", exclude={"name"}))
+        except expressions.TemplateError as exc:
             raise ValueError(str(exc)) from None
         return self
 
     def rendered(self, context: Mapping[str, Any]) -> Step:
         """This step with every `${...}` substituted from the run context."""
         raw = self.model_dump(mode="json", exclude_unset=True)
-        if not templating.expressions(raw):
+        if not expressions.placeholders(raw):
             return self
-        return type(self).model_validate(templating.render(raw, context))
+        return type(self).model_validate(expressions.render(raw, context))
 
     def reads_pipeline(self) -> bool:
         """Whether polling needs the run context's `pipeline` document even when no

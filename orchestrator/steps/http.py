@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrator.expressions import Expression, search, truthy
 from orchestrator.secrets import (
     SecretRef,
     SecretUnavailable,
@@ -26,15 +27,13 @@ from orchestrator.services import HttpError
 from orchestrator.steps._base import (
     Done,
     Duration,
-    Expression,
     Failed,
     Outcome,
     Pending,
     Step,
     StepContext,
-    search,
-    truthy,
 )
+from orchestrator.text import bounded, json_or_text
 
 if TYPE_CHECKING:
     from orchestrator.model import StepState
@@ -124,16 +123,10 @@ class HttpStep(Step):
 def _decode(raw: bytes, content_type: str) -> Any:
     text = raw.decode("utf-8", errors="replace")
     if "json" in content_type or text[:1] in ("{", "["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+        return json_or_text(text)
     return text
 
 
 def _bounded(document: dict[str, Any]) -> dict[str, Any]:
     """Keep results small enough for the run's DynamoDB item."""
-    encoded = json.dumps(document["body"])
-    if len(encoded) > MAX_RESULT_BODY_CHARS:
-        return {**document, "body": f"<{len(encoded)} characters, too large to keep>"}
-    return document
+    return {**document, "body": bounded(document["body"], MAX_RESULT_BODY_CHARS)}

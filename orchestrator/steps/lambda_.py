@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator import aws
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.text import bounded, clip, json_or_text
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -177,10 +178,7 @@ def _replayed(recorded: dict[str, Any]) -> Done | Failed:
 
 def _decode(raw: bytes) -> Any:
     text = raw.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return text
+    return json_or_text(text) if text else None
 
 
 def _error(body: Any) -> str:
@@ -192,12 +190,9 @@ def _error(body: Any) -> str:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+    return clip(text, MAX_ERROR_CHARS)
 
 
 def _bounded(body: Any) -> Any:
     """Keep results small enough for the run's DynamoDB item."""
-    encoded = json.dumps(body)
-    if len(encoded) > MAX_RESULT_CHARS:
-        return f"<{len(encoded)} characters, too large to keep>"
-    return body
+    return bounded(body, MAX_RESULT_CHARS)

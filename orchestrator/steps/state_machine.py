@@ -28,6 +28,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.text import clip, json_or_text, too_large
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -139,12 +140,9 @@ def _output(raw: Any) -> Any:
     if not isinstance(raw, str):
         return None
     if len(raw) > MAX_OUTPUT_CHARS:
-        return f"<{len(raw)} characters, too large to keep>"
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+        return too_large(len(raw))
+    return json_or_text(raw)
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_CAUSE_CHARS else text[: MAX_CAUSE_CHARS - 1] + "…"
+    return clip(text, MAX_CAUSE_CHARS)

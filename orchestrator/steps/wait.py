@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from orchestrator.durations import format_duration
 from orchestrator.steps._base import Done, Duration, Outcome, Pending, Step, StepContext
+from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from orchestrator.model import StepState
@@ -31,6 +32,4 @@ class WaitStep(Step):
 
 
 def _clock(at: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%SZ")
+    return format_instant(at, "time")

@@ -62,7 +62,8 @@ PURE = frozenset(
         "orchestrator.reference",
         "orchestrator.steps",
         "orchestrator.steps._base",
-        "orchestrator.templating",
+        "orchestrator.expressions",
+        "orchestrator.text",
         "orchestrator.token",
     }
 )

@@ -529,7 +529,7 @@ KNOWN = {
         allowed=(),
     ),
     "template-runtime-error": Known(
-        "templating._evaluate: a ${...} that fails at run time escapes engine._poll (which "
+        "expressions._evaluate: a ${...} that fails at run time escapes engine._poll (which "
         "catches only TemplateError and ValidationError): 'internal error'",
         lambda: _advance(
             {"steps": [{"name": "h", "http": {"url": "http://127.0.0.1:9/${abs(run.id)}"}}]}
