@@ -11,6 +11,7 @@ inflates a write's capacity units; a warm function reads it from memory.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ class Pins:
         self._store = store
         self._source = source
         self._cache: OrderedDict[str, GateDefinition] = OrderedDict()
+        self._lock = threading.Lock()  # deliveries of one warm process may overlap (tests)
 
     def pin_new(
         self, job: Job, reference: Reference, expires_at: float
@@ -58,10 +60,11 @@ class Pins:
         return expanded.definition, pin, expanded.args
 
     def cached(self, key: str) -> GateDefinition | None:
-        found = self._cache.get(key)
-        if found is not None:
-            self._cache.move_to_end(key)
-        return found
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+            return found
 
     def pinned(self, key: str, run_id: str) -> GateDefinition:
         """The definition stored under `key`: from memory, else one read.
@@ -80,7 +83,8 @@ class Pins:
         return definition
 
     def _remember(self, key: str, definition: GateDefinition) -> None:
-        self._cache[key] = definition
-        self._cache.move_to_end(key)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = definition
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)

@@ -236,3 +236,22 @@ def test_a_source_down_until_the_deadline_fails_naming_it() -> None:
     assert last.kind is AnswerKind.FAILED and last.failure_type is FailureType.JOB_FAILED
     assert last.summary == (f"gate timed out after 23h45m while gate {REF}: unavailable (SlowDown)")
     assert rig.store.items == {}
+
+
+def test_the_in_process_cache_is_bounded_and_reads_back_what_it_dropped() -> None:
+    from orchestrator.pinning import CACHE_SIZE, Pins
+    from orchestrator.reference import Reference, read_user_parameters
+
+    store, source = MemoryStore(), MemorySource()
+    pins = Pins(store, source)
+    keys = []
+    for index in range(CACHE_SIZE + 1):
+        source.put(f"ssm:/g{index}", json.dumps({"steps": [{"name": f"s{index}", "wait": "1m"}]}))
+        spec = read_user_parameters(json.dumps({"gate": f"ssm:/g{index}"}))
+        assert isinstance(spec, Reference)
+        _, pin, _ = pins.pin_new(job(PARAMS), spec, 0.0)
+        keys.append(pin.definition)
+    reads = store.reads
+    assert pins.cached(keys[0]) is None and pins.cached(keys[-1]) is not None
+    assert pins.pinned(keys[0], "r").steps[0].name == "s0"  # read back from the store
+    assert store.reads == reads + 1
