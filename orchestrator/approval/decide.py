@@ -145,6 +145,7 @@ def decide(
     comment: str,
     at: float,
     via: str,
+    source_ip: str | None = None,
 ) -> tuple[StepState, Tally]:
     """Record one decision; returns the step and its tally with the decision counted in."""
     if decision not in ("approve", "reject"):
@@ -155,7 +156,9 @@ def decide(
     if record is None:
         raise Refused(Refusal.UNKNOWN_RUN, f"run {run_id} is not in the runs table")
     found = check(record, step, principal)
-    entry = {"decision": decision, "comment": comment, "at": at, "via": via}
+    entry: dict[str, Any] = {"decision": decision, "comment": comment, "at": at, "via": via}
+    if source_ip:
+        entry["source_ip"] = source_ip
     if not store.record_decision(run_id, found.name, principal, entry):
         # Lost to a concurrent decision by the same principal, or the run ended meanwhile.
         again = store.load(run_id)

@@ -67,6 +67,11 @@ class Request:
     path: str
     query: dict[str, str]
     form: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    """Lower-case names."""
+    body: bytes = b""
+    """The raw body (at most MAX_BODY_BYTES; what a signature is computed over)."""
+    source_ip: str | None = None
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Request:
@@ -74,14 +79,24 @@ class Request:
         query = _fields(str(event.get("rawQueryString") or ""))
         form: dict[str, str] = {}
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        raw = str(event.get("body") or "")
+        data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+        if len(data) > MAX_BODY_BYTES:
+            data = b""
         if method == "POST" and headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
-            raw = str(event.get("body") or "")
-            data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
-            if len(data) <= MAX_BODY_BYTES:
-                form = _fields(data.decode("utf-8", errors="replace"))
-        return cls(method, str(event.get("rawPath") or "/"), query, form)
+            form = _fields(data.decode("utf-8", errors="replace"))
+        source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
+        return cls(
+            method,
+            str(event.get("rawPath") or "/"),
+            query,
+            form,
+            headers,
+            data,
+            str(source) if source else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,10 @@ class App:
         self._store, self._key, self._now = store, key, now
 
     def handle(self, request: Request) -> Response:
+        if request.path == "/slack":
+            from orchestrator.approval import slack
+
+            return slack.handle(self, request)
         if request.path not in ("", "/"):
             return Response(404, pages.refused("Not found", "There is nothing here."))
         if request.method not in ("GET", "POST"):
