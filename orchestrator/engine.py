@@ -98,16 +98,10 @@ def advance(
         if step_state.started_at is None:
             step_state.started_at, step_state.next_check = at, at
         step_deadline = step_state.started_at + definition.step_timeout(step)
-        if at >= step_deadline:
-            return _fail(
-                run,
-                at,
-                f"step '{step.name}' timed out after "
-                f"{format_duration(definition.step_timeout(step))}{_last(step_state)}",
-            )
-        if step_state.next_check is not None and step_state.next_check > at:
+        timed_out = at >= step_deadline
+        if not timed_out and step_state.next_check is not None and step_state.next_check > at:
             return run
-        if budget.time_left() < budget.reserve:
+        if not timed_out and budget.time_left() < budget.reserve:
             return run
         context = run_context(definition, run)
         ctx = StepContext(
@@ -120,7 +114,18 @@ def advance(
             claims=signals.claims.get(step.name, {}),
             claim=partial(claim, step.name) if claim is not None else None,
         )
-        outcome = _poll(step, step_state, ctx)
+        if timed_out:
+            late = _at_deadline(step, step_state, ctx)
+            if late is None or isinstance(late, Pending):
+                return _fail(
+                    run,
+                    at,
+                    f"step '{step.name}' timed out after "
+                    f"{format_duration(definition.step_timeout(step))}{_last(step_state)}",
+                )
+            outcome: Outcome = late
+        else:
+            outcome = _poll(step, step_state, ctx)
         step_state.polls += 1
         if isinstance(outcome, Failed) and outcome.retryable and step.retry is not None:
             failures = int(step_state.memo.get("failures", 0)) + 1
@@ -160,6 +165,18 @@ def _poll(step: Step, step_state: StepState, ctx: StepContext) -> Outcome:
         return rendered.poll(step_state, ctx)
     except Exception as exc:  # a step's bug must still end in an answer
         return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}", retryable=True)
+
+
+def _at_deadline(step: Step, step_state: StepState, ctx: StepContext) -> Outcome | None:
+    """The step's own word on its timeout; None (the usual timeout failure) if it has none."""
+    try:
+        rendered = step.rendered(ctx.run)
+    except (TemplateError, ValidationError) as exc:
+        return Failed(f"step '{step.name}': {_first_line(exc)}")
+    try:
+        return rendered.at_deadline(step_state, ctx)
+    except Exception as exc:
+        return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}")
 
 
 def _first_line(exc: Exception) -> str:

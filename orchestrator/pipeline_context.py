@@ -11,6 +11,11 @@ work in step fields and `pipeline.stage.name` in outputs. It costs a CodePipelin
 it is made only for a definition that mentions `pipeline`, and only once per run: the
 document is kept in the run state. Only `pipelineContext` is kept from the response (it
 also carries the job's artifact credentials).
+
+A definition whose approval excludes the initiator of the pipeline execution (or that
+reads `pipeline.trigger`) also gets `pipeline.trigger`, `{"type", "detail"}`: the
+execution's `trigger.triggerType` and `trigger.triggerDetail` from
+`GetPipelineExecution(pipelineName, pipelineExecutionId)`, asked once, with the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
 KEY = "pipeline"
 # `pipeline` as a top-level name of a JMESPath expression (not `steps.x.pipeline`, not 'pipeline').
 _MENTION = re.compile(r"(?<![\w.'\"`@])pipeline\b")
+_TRIGGER = re.compile(r"(?<![\w.'\"`@])pipeline\.trigger\b")
+TRIGGER = "trigger"
 
 
 def mentions_pipeline(definition: GateDefinition) -> bool:
@@ -38,7 +45,20 @@ def mentions_pipeline(definition: GateDefinition) -> bool:
     step needs it anyway (an approval's notice names the pipeline)."""
     if any(step.reads_pipeline() for step in definition.steps):
         return True
-    found = [
+    return any(_MENTION.search(expression) for expression in _expressions(definition))
+
+
+def needs_trigger(definition: GateDefinition) -> bool:
+    """Whether the run needs the execution's trigger: an approval step excludes the
+    initiator, or an expression reads `pipeline.trigger`."""
+    if any(getattr(getattr(s, "approval", None), "exclude_initiator", False) is True
+           for s in definition.steps):  # fmt: skip
+        return True
+    return any(_TRIGGER.search(expression) for expression in _expressions(definition))
+
+
+def _expressions(definition: GateDefinition) -> list[str]:
+    return [
         *(
             e
             for step in definition.steps
@@ -46,7 +66,6 @@ def mentions_pipeline(definition: GateDefinition) -> bool:
         ),
         *definition.outputs.values(),
     ]
-    return any(_MENTION.search(expression) for expression in found)
 
 
 class PipelineContext:
@@ -63,21 +82,33 @@ class PipelineContext:
 
         try:
             details = self._codepipeline().get_job_details(jobId=job.id)
-        except ClientError as exc:
-            code = aws.describe(exc)
-            if aws.classify(exc) is aws.AwsFault.DENIED:
-                raise GateFailed(
-                    f"job {job.id}: GetJobDetails refused ({code}); the function's role needs "
-                    "codepipeline:GetJobDetails on '*'",
-                    FailureType.PERMISSION_ERROR,
-                ) from None
-            # Anything else, even "not found", is CodePipeline's: the job id is its own.
-            raise TransientError(f"job {job.id}: GetJobDetails failed ({code})") from None
-        except BotoCoreError as exc:
-            reason = aws.describe(exc)
-            raise TransientError(f"job {job.id}: GetJobDetails failed ({reason})") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise _wrapped(exc, job, "GetJobDetails", "'*'") from None
         found = details.get("jobDetails", {}).get("data", {}).get("pipelineContext")
-        return {KEY: dict(found) if isinstance(found, dict) else {}}
+        document: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        if needs_trigger(definition):
+            document[TRIGGER] = self._trigger(job, document)
+        return {KEY: document}
+
+    def _trigger(self, job: Job, document: dict[str, Any]) -> dict[str, Any]:
+        """The execution's trigger, `{"type", "detail"}` (None for what CodePipeline omits)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name, execution = document.get("pipelineName"), document.get("pipelineExecutionId")
+        if not isinstance(name, str) or not isinstance(execution, str):
+            raise GateFailed(
+                f"job {job.id}: GetJobDetails names no pipeline execution, so its initiator "
+                "cannot be known",
+                FailureType.CONFIGURATION_ERROR,
+            )
+        try:
+            found = self._codepipeline().get_pipeline_execution(
+                pipelineName=name, pipelineExecutionId=execution
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _wrapped(exc, job, "GetPipelineExecution", f"pipeline {name}") from None
+        trigger = found.get("pipelineExecution", {}).get("trigger", {})
+        return {"type": trigger.get("triggerType"), "detail": trigger.get("triggerDetail")}
 
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
         return None
@@ -88,3 +119,18 @@ class PipelineContext:
 
             self._client = codepipeline_client(self._region)
         return self._client
+
+
+def _wrapped(exc: Exception, job: Job, operation: str, resource: str) -> Exception:
+    """A refusal fails the gate (the role lacks the permission); anything else, even "not
+    found", is CodePipeline's (the ids are its own): try again."""
+    from botocore.exceptions import ClientError
+
+    reason = aws.describe(exc)
+    if isinstance(exc, ClientError) and aws.classify(exc) is aws.AwsFault.DENIED:
+        return GateFailed(
+            f"job {job.id}: {operation} refused ({reason}); the function's role needs "
+            f"codepipeline:{operation} on {resource}",
+            FailureType.PERMISSION_ERROR,
+        )
+    return TransientError(f"job {job.id}: {operation} failed ({reason})")

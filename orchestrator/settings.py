@@ -40,6 +40,23 @@ class Settings(BaseSettings):
         description="Secrets Manager ARN of the key that signs approval links "
         "(template.yaml's ApprovalSigningKey); read by ARN, cached in-process, never logged.",
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL people sign in with on the approval page "
+        "(unset: no sign-in; only the CLI and Slack can prove an identity).",
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="The approval page's OIDC client id at that issuer."
+    )
+    oidc_client_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager ARN of the OIDC client secret; read by ARN, never logged.",
+    )
+    slack_signing_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager ARN of the Slack app's signing secret, which verifies "
+        "button clicks posted to the endpoint's /slack path.",
+    )
     metrics_namespace: str = Field(
         default="Orchestrator", description="CloudWatch namespace of the EMF metrics."
     )

@@ -154,3 +154,70 @@ KEYS = KeyCache()
 
 def _mac(key: SecretStr, message: str) -> bytes:
     return hmac.new(key.get_secret_value().encode(), message.encode(), hashlib.sha256).digest()
+
+
+# Slack buttons -------------------------------------------------------------------------------
+# A button's value names the run, the step and the decision but no principal: Slack proves
+# who clicked (the request's signature, orchestrator.approval.slack). A version of its own
+# keeps a button value from ever passing for a link token, and the other way round.
+
+BUTTON_VERSION = "s1"
+
+
+@dataclass(frozen=True)
+class ButtonClaim:
+    """What a Slack button's value says, once its signature has verified."""
+
+    run_id: str
+    step: str
+    decision: Decision
+    expires: float
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Button:
+    """One minted Slack button: which decision, the signed value it carries."""
+
+    decision: Decision
+    value: str
+
+
+def sign_button(claim: ButtonClaim, key: SecretStr) -> str:
+    """The button value for `claim`, signed like a link token."""
+    payload = b64url(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
+    signed = f"{BUTTON_VERSION}.{payload}"
+    return f"{signed}.{b64url(_mac(key, signed))}"
+
+
+def verify_button(value: str, key: SecretStr) -> ButtonClaim:
+    """The claim a button value carries; raises BadLink unless our key signed exactly it."""
+    parts = value.split(".") if 0 < len(value) <= MAX_TOKEN_CHARS else []
+    if len(parts) != 3 or parts[0] != BUTTON_VERSION:
+        raise BadLink("malformed button value")
+    try:
+        signature = unb64url(parts[2])
+    except ValueError:
+        raise BadLink("malformed button value") from None
+    if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
+        raise BadLink("signature does not verify")
+    try:
+        fields: Any = json.loads(unb64url(parts[1]))
+        claim = ButtonClaim(
+            run_id=str(fields["run_id"]),
+            step=str(fields["step"]),
+            decision=fields["decision"],
+            expires=float(fields["expires"]),
+            nonce=str(fields["nonce"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise BadLink("malformed button value") from None
+    if claim.decision not in DECISIONS:
+        raise BadLink("malformed button value")
+    return claim
+
+
+def mint_buttons(key: SecretStr, run_id: str, step: str, expires: float) -> list[Button]:
+    """An approve and a reject button for the step, for whoever Slack says clicked."""
+    claims = [ButtonClaim(run_id, step, d, expires, secrets.token_urlsafe(12)) for d in DECISIONS]
+    return [Button(claim.decision, sign_button(claim, key)) for claim in claims]

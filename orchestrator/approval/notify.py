@@ -9,7 +9,7 @@ in the logs. A webhook URL is a secret too (Slack's are): errors never name it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import aws
@@ -17,7 +17,7 @@ from orchestrator.services import HttpError
 from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
-    from orchestrator.approval.links import Link
+    from orchestrator.approval.links import Button, Link
     from orchestrator.services import ServiceClients
 
 MAX_BUTTON_ROWS = 20  # Slack allows 50 blocks per message; each approver takes two
@@ -35,6 +35,13 @@ class Notice:
     expires: float | None = None
     links: list[Link] = field(default_factory=list)
     pipeline: str | None = None
+    groups: dict[str, list[str]] | None = None
+    """Approver groups by name (then `required_by_group` says how many of each)."""
+    required_by_group: dict[str, int] | None = None
+    on_timeout: str = "reject"
+    """What happens when `expires` passes without a decision: "reject" or "approve"."""
+    buttons: list[Button] = field(default_factory=list)
+    """Slack interactive buttons (the step's `slack_buttons`): shown instead of the links."""
 
 
 def subject(notice: Notice) -> str:
@@ -53,8 +60,18 @@ def text(notice: Notice) -> str:
         f"Run {notice.run_id}{where}, step '{notice.step}': {needed} from "
         f"{', '.join(notice.approvers)}.",
     ]
+    if notice.groups:
+        counts = notice.required_by_group or {}
+        each = [f"{counts.get(g, 1)} from {g} ({', '.join(p)})" for g, p in notice.groups.items()]
+        needs = ", ".join(each)
+        lines[1] = f"Run {notice.run_id}{where}, step '{notice.step}': {needs} (one group each)."
     if notice.expires is not None:
         lines.append(f"Decide before {_when(notice.expires)}.")
+        lines.append(
+            "Without a decision by then, the step is approved by timeout."
+            if notice.on_timeout == "approve"
+            else "Without enough approvals by then, the gate fails."
+        )
     if notice.links:
         lines.append("")
         for link in notice.links:
@@ -79,6 +96,11 @@ def slack(notice: Notice) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": _esc(notice.message)[:3000]}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]},
     ]
+    if notice.buttons:
+        # Slack posts a click to the endpoint's /slack path, signed: the clicker is proven
+        # there (`slack:<user id>`), so one pair of buttons serves every approver.
+        blocks.append({"type": "actions", "elements": [_action(b) for b in notice.buttons]})
+        notice = replace(notice, links=[])
     by_principal: dict[str, list[Link]] = {}
     for link in notice.links:
         by_principal.setdefault(link.principal, []).append(link)
@@ -141,6 +163,26 @@ def _button(link: Link) -> dict[str, Any]:
         "style": "primary" if link.decision == "approve" else "danger",
     }
     return button
+
+
+def _action(button: Button) -> dict[str, Any]:
+    """An interactive button: `action_id` is the decision, `value` the signed claim."""
+    action: dict[str, Any] = {
+        "type": "button",
+        "action_id": button.decision,
+        "text": {"type": "plain_text", "text": button.decision.capitalize()},
+        "value": button.value,
+        "style": "primary" if button.decision == "approve" else "danger",
+    }
+    if button.decision == "reject":  # one click fails the gate: ask first
+        action["confirm"] = {
+            "title": {"type": "plain_text", "text": "Reject?"},
+            "text": {"type": "plain_text", "text": "The gate fails at its next check."},
+            "confirm": {"type": "plain_text", "text": "Reject"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+    return action
 
 
 def _esc(value: str) -> str:

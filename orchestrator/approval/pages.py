@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from orchestrator.approval.decide import MAX_COMMENT_CHARS
 from orchestrator.approval.links import TOKEN_PARAM
@@ -17,6 +18,8 @@ _STYLE = (
     "line-height:1.5}dt{font-weight:600}dd{margin:0 0 .5rem 0;word-break:break-all}"
     "textarea{width:100%;min-height:5rem}button{font-size:1rem;padding:.5rem 1.5rem}"
     ".approve{background:#1a7f37;color:#fff}.reject{background:#cf222e;color:#fff}"
+    "a.button{display:inline-block;font-size:1rem;padding:.5rem 1.5rem;text-decoration:none;"
+    "border-radius:3px}pre{background:#f6f8fa;padding:.5rem;white-space:pre-wrap}"
 )
 
 
@@ -34,20 +37,22 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _facts(claim: LinkClaim, message: str) -> str:
+def _facts(claim: LinkClaim, message: str, who: tuple[str, str] | None = None) -> str:
     rows = [
         ("Run", claim.run_id),
         ("Step", claim.step),
         ("Asked", message),
-        ("Deciding as", claim.principal),
+        who or ("", ""),
         ("Link valid until", _when(claim.expires)),
     ]
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v)
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if k and v)
     return f"<dl>{items}</dl>"
 
 
-def confirm(claim: LinkClaim, message: str, token: str) -> str:
-    """The page a GET shows: what will be decided, and the form whose POST decides it."""
+def confirm(claim: LinkClaim, message: str, token: str, decider: str | None = None) -> str:
+    """The page a GET shows to someone who may decide: what will be decided, as whom, and
+    the form whose POST decides it. `decider`: the signed-in identity (None: the link's
+    principal, for a bearer link)."""
     verb = claim.decision
     needs = "required" if verb == "reject" else ""
     label = "Why? (required)" if verb == "reject" else "Comment (optional)"
@@ -60,19 +65,54 @@ def confirm(claim: LinkClaim, message: str, token: str) -> str:
         f'<p><button class="{_e(verb)}" type="submit">{_e(verb.capitalize())}</button></p>'
         "</form>"
     )
+    signed_in = (
+        f'<p class="who">Signed in as <strong>{_e(decider)}</strong>.</p>' if decider else ""
+    )
     intro = (
         f"<p>You are about to <strong>{_e(verb)}</strong> this step. Nothing has been "
         "recorded yet: only the button below records it, once.</p>"
     )
-    return _page(f"{verb.capitalize()} step '{claim.step}'?", intro + _facts(claim, message) + form)
+    who = ("Deciding as", decider or claim.principal)
+    title = f"{verb.capitalize()} step '{claim.step}'?"
+    return _page(title, signed_in + intro + _facts(claim, message, who) + form)
 
 
-def recorded(claim: LinkClaim, summary: str) -> str:
+def sign_in(claim: LinkClaim, message: str, token: str, method: str = "GET") -> str:
+    """The step a link invites to decide, for someone not signed in: a decision counts for
+    the identity proven by signing in, not for whoever holds the link."""
+    login = f"/login?{urlencode({TOKEN_PARAM: token})}"
+    lead = (
+        "<p>Nothing was recorded: sign in first.</p>"
+        if method == "POST"
+        else "<p>Sign in to decide. Nothing has been recorded yet.</p>"
+    )
+    body = (
+        lead + _facts(claim, message) + "<p>Your decision counts for the identity you sign in "
+        "with, whoever this link was sent to.</p>"
+        f'<p><a class="button {_e(claim.decision)}" href="{_e(login)}">Sign in to decide</a></p>'
+    )
+    return _page(f"Step '{claim.step}' waits for a decision", body)
+
+
+def not_configured(claim: LinkClaim, message: str) -> str:
+    """The step, when this endpoint has no sign-in: decide with the CLI."""
+    command = f"orchestrator {claim.decision} {claim.run_id} --step {claim.step}"
+    if claim.decision == "reject":
+        command += " --comment WHY"
+    body = (
+        _facts(claim, message) + "<p>Sign-in is not configured on this approval endpoint, so "
+        "nothing can be decided from a link. Decide with the CLI, as your AWS identity:</p>"
+        f"<pre>{_e(command)}</pre><p>Nothing was recorded.</p>"
+    )
+    return _page(f"Step '{claim.step}' waits for a decision", body)
+
+
+def recorded(claim: LinkClaim, summary: str, decider: str | None = None) -> str:
     """The page after a POST that recorded the decision."""
     body = (
-        f"<p>Recorded: <strong>{_e(claim.decision)}</strong> by {_e(claim.principal)}. "
+        f"<p>Recorded: <strong>{_e(claim.decision)}</strong> by {_e(decider or claim.principal)}. "
         f"{_e(summary)}</p><p>The gate takes it into account at its next check. "
-        "This link cannot be used again.</p>"
+        "Each approver decides a step once.</p>"
     )
     return _page("Decision recorded", body)
 

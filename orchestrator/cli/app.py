@@ -195,6 +195,16 @@ def run(
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     args: ArgsOpt = None,
     artifact: ArtifactOpt = None,
+    approvals: Annotated[
+        bool,
+        typer.Option(
+            "--approvals",
+            help="Serve approvals on this machine: the approval page, a mock OpenID Connect "
+            "provider where you choose who you sign in as, and the signing key in a local "
+            "Secrets Manager. Chat and SNS are not reachable offline: when an approval step "
+            "waits, its links (those its notification carries) are printed here.",
+        ),
+    ] = False,
 ) -> None:
     """Run a gate (or a pipeline's Lambda invoke actions) as CodePipeline would, locally."""
     from orchestrator.clock import VirtualClock
@@ -224,6 +234,7 @@ def run(
         dynamodb_endpoint=dynamodb_endpoint,
         data_dir=data_dir,
         clock=VirtualClock(speed),
+        approvals=approvals,
     ) as stack:
         assert stack.store_info is not None
         view(
@@ -341,7 +352,7 @@ def status(
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """One run: its steps, timings, current token age and last summary."""
+    """One run: its steps, timings, current token age, approvers' decisions, last summary."""
     console = _console()
     with _stack(table, dynamodb_endpoint, data_dir) as stack:
         record = stack.store().load(run_id)
@@ -360,6 +371,7 @@ def status(
                     "state": state.model_dump(mode="json"),
                     "updated_at": record.updated_at,
                     "cancel_requested_by": record.signals.cancel_requested_by,
+                    "decisions": record.signals.decisions,
                     "definition": record.pin.model_dump(mode="json") if record.pin else None,
                 }
             )
@@ -409,9 +421,34 @@ def status(
             step.detail,
         )
     console.print(steps)
+    _print_decisions(console, record.signals.decisions)
     console.print(f"last summary: {record.last_answer.summary}", markup=False)
     if state.outputs:
         console.print(f"outputs: {json.dumps(state.outputs)}", markup=False)
+
+
+def _print_decisions(console: Console, decisions: dict[str, dict[str, Any]]) -> None:
+    """Each approver's decision: who (the identity), how it was proven, when, why, from where."""
+    from orchestrator.approval.principals import RESERVED_PREFIX
+
+    rows = [
+        (step, who, entry)
+        for step, by_identity in decisions.items()
+        for who, entry in by_identity.items()
+        if not who.startswith(RESERVED_PREFIX) and isinstance(entry, dict)
+    ]
+    for step, who, entry in sorted(rows, key=lambda row: float(row[2].get("at") or 0)):
+        at = entry.get("at")  # epoch seconds (a Decimal from DynamoDB)
+        when = format_instant(float(at), "seconds") if at not in (None, "") else "-"
+        line = (
+            f"decision on '{step}': {entry.get('decision', '-')} by {who} "
+            f"via {entry.get('via') or '-'} at {when}"
+        )
+        if entry.get("source_ip"):
+            line += f" from {entry['source_ip']}"
+        if entry.get("comment"):
+            line += f": {entry['comment']}"
+        console.print(line, markup=False)
 
 
 @app.command()
@@ -536,7 +573,9 @@ def _decide(decision: str, run_id: str, step: str | None, comment: str, stack: L
             raise typer.Exit(EXIT_FAILED) from None
     console.print(
         f"{decision} of step '{found.name}' of run {run_id} recorded for {principal} "
-        f"({len(counted.approved_by)}/{counted.required} approvals); "
+        f"({len(counted.approved_by)}/{counted.required} approvals"
+        + (f"; needs {counted.needs()}" if counted.needs() else "")
+        + "); "
         "the gate takes it into account at its next check",
         markup=False,
     )

@@ -79,6 +79,21 @@ class ConsoleView:
             markup=False,
         )
 
+    def _approval_links(self, e: Event) -> None:
+        """The links of a waiting approval step: open one, sign in, decide."""
+        self.console.print(
+            f"[bold]approval needed[/]: step '{e['step']}' of run {e['run_id']}: "
+            f"{e['required']} of {', '.join(e['approvers'])}",
+        )
+        self.console.print(f"  {e['message']}", markup=False)
+        for link in e["links"]:
+            self.console.print(
+                f"  {link['decision']} as {link['principal']}: {link['url']}", markup=False
+            )
+        if not e["links"]:
+            self.console.print("  (no exact approvers: decide with `orchestrator approve`)")
+        self.console.print(f"  sign in at the mock issuer {e['issuer']}: choose who you are")
+
     def _action_finished(self, e: Event) -> None:
         where = f"{e['stage']} / {e['action']}"
         if e["status"] == "Succeeded":

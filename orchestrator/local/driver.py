@@ -197,7 +197,8 @@ def run_action(
 ) -> ActionResult:
     """Run one Lambda invoke action to its end, as CodePipeline would.
 
-    `job_kwargs` go to `emulator.create_job` for every round (artifacts, names, ...).
+    `job_kwargs` go to `emulator.create_job` for every round (artifacts, names, the
+    `trigger` that started the pipeline execution, ...).
     `on_job` is called with each job answered by an in-progress result, before the next job.
     """
     if not 0 <= lambda_retries <= len(LAMBDA_RETRY_DELAYS):

@@ -3,8 +3,9 @@
 Speaks the JSON 1.1 protocol botocore uses for CodePipeline (`POST /`, `X-Amz-Target:
 CodePipeline_20150709.<Operation>`), validates every request against botocore's service
 model (see `wire`) and keeps each job's life: one accepted answer, `InvalidJobStateException`
-for any later one, `JobNotFoundException` for unknown ids. Faults (throttling, 5xx, spurious
-job errors) can be injected by script or by seeded probability.
+for any later one, `JobNotFoundException` for unknown ids. `GetPipelineExecution` answers
+for the executions its jobs belong to (with the trigger `create_job` was given). Faults
+(throttling, 5xx, spurious job errors) can be injected by script or by seeded probability.
 
 The service model lists `smithy-rpc-v2-cbor` before `json`, but botocore (1.44) resolves
 CodePipeline to `json`; should a later botocore switch, its requests (CBOR to
@@ -42,7 +43,12 @@ logger = logging.getLogger(__name__)
 TARGET_PREFIX = "CodePipeline_20150709."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ANSWERS = ("PutJobSuccessResult", "PutJobFailureResult")
-OPERATIONS = (*ANSWERS, "GetJobDetails")
+OPERATIONS = (*ANSWERS, "GetJobDetails", "GetPipelineExecution")
+DEFAULT_TRIGGER = {
+    "triggerType": "StartPipelineExecution",
+    "triggerDetail": "arn:aws:sts::123456789012:assumed-role/Dev/alice",
+}
+"""Who started an execution, unless `create_job` is told otherwise: a person, by ARN."""
 OUTPUT_VARIABLES_MAX_BYTES = 122_880
 FAULT_KINDS = ("throttle", "server_error", "invalid_job_state", "job_not_found")
 # Script entries: a fault kind, a precise server error, or "none" (this request goes through).
@@ -147,6 +153,7 @@ class CodePipelineEmulator:
         self._port = port
         self._lock = threading.RLock()
         self._jobs: dict[str, JobRecord] = {}
+        self._executions: dict[tuple[str, str], dict[str, Any]] = {}
         self._requests: list[str] = []
         self._rng = random.Random(self.faults.seed)
         self._script = deque(self.faults.script)
@@ -217,8 +224,12 @@ class CodePipelineEmulator:
         action_name: str = "Gate",
         pipeline_execution_id: str | None = None,
         action_execution_id: str | None = None,
+        trigger: dict[str, str] | None = None,
     ) -> JobRecord:
-        """A new job (fresh uuid4 id); ValueError if CodePipeline could not have made it."""
+        """A new job (fresh uuid4 id); ValueError if CodePipeline could not have made it.
+
+        `trigger` (`triggerType`, `triggerDetail`) is what started the job's pipeline
+        execution (default `DEFAULT_TRIGGER`); the first job of an execution sets it."""
         job_id = str(uuid.uuid4())
         data: dict[str, Any] = {
             "actionConfiguration": {"configuration": dict(configuration)},
@@ -233,6 +244,7 @@ class CodePipelineEmulator:
         event = {"CodePipeline.job": {"id": job_id, "accountId": self.account_id, "data": data}}
         details_data = copy.deepcopy(data)
         details_data["actionTypeId"] = dict(ACTION_TYPE_ID)
+        execution_id = pipeline_execution_id or str(uuid.uuid4())
         details_data["pipelineContext"] = {
             "pipelineName": pipeline_name,
             "stage": {"name": stage_name},
@@ -241,15 +253,20 @@ class CodePipelineEmulator:
                 "actionExecutionId": action_execution_id or str(uuid.uuid4()),
             },
             "pipelineArn": f"arn:aws:codepipeline:{self.region}:{self.account_id}:{pipeline_name}",
-            "pipelineExecutionId": pipeline_execution_id or str(uuid.uuid4()),
+            "pipelineExecutionId": execution_id,
         }
         details = {"id": job_id, "accountId": self.account_id, "data": details_data}
         errors = wire.validate_shape("JobDetails", details, "jobDetails")
         if errors:
             raise ValueError("CodePipeline would not create this job: " + "; ".join(errors))
+        started_by = dict(trigger if trigger is not None else DEFAULT_TRIGGER)
+        errors = wire.validate_shape("ExecutionTrigger", started_by, "trigger")
+        if errors:
+            raise ValueError("CodePipeline would not start this execution: " + "; ".join(errors))
         record = JobRecord(job_id, event, details, created_at=self.clock.now())
         with self._lock:
             self._jobs[job_id] = record
+            self._executions.setdefault((pipeline_name, execution_id), started_by)
         return record
 
     def job(self, job_id: str) -> JobRecord:
@@ -334,6 +351,8 @@ class CodePipelineEmulator:
                 name = "internal_failure" if self._rng.random() < 0.5 else "service_unavailable"
             if name == "none" or (name == "invalid_job_state" and operation not in ANSWERS):
                 return  # GetJobDetails cannot fail that way
+            if name == "job_not_found" and operation == "GetPipelineExecution":
+                return  # no job in that request
             kind = "server_error" if name in ("internal_failure", "service_unavailable") else name
             self.faults_injected[kind] += 1
         code, message, status = _INJECTED[name]
@@ -358,6 +377,10 @@ class CodePipelineEmulator:
             )
         if operation == "GetJobDetails":
             return self._get_job_details(params["jobId"])
+        if operation == "GetPipelineExecution":
+            return self._get_pipeline_execution(
+                params["pipelineName"], params["pipelineExecutionId"]
+            )
         if operation == "PutJobSuccessResult" and "outputVariables" in params:
             if "continuationToken" in params:
                 raise ServiceError(
@@ -395,6 +418,34 @@ class CodePipelineEmulator:
         errors = wire.validate_output("GetJobDetails", response)
         if errors:  # paths only: the details hold credentials
             logger.error("emulator built an invalid GetJobDetails response: %s", errors)
+            raise ServiceError("InternalFailure", "the emulator built an invalid response", 500)
+        return response
+
+    def _get_pipeline_execution(self, name: str, execution_id: str) -> dict[str, Any]:
+        with self._lock:
+            trigger = self._executions.get((name, execution_id))
+            known = any(pipeline == name for pipeline, _ in self._executions)
+        if trigger is None:
+            if not known:
+                raise ServiceError("PipelineNotFoundException", f"pipeline {name} does not exist")
+            raise ServiceError(
+                "PipelineExecutionNotFoundException",
+                f"execution {execution_id} of pipeline {name} does not exist",
+            )
+        response = {
+            "pipelineExecution": {
+                "pipelineName": name,
+                "pipelineVersion": 1,
+                "pipelineExecutionId": execution_id,
+                "status": "InProgress",
+                "artifactRevisions": [],
+                "trigger": dict(trigger),
+                "executionMode": "SUPERSEDED",
+            }
+        }
+        errors = wire.validate_output("GetPipelineExecution", response)
+        if errors:
+            logger.error("emulator built an invalid GetPipelineExecution response: %s", errors)
             raise ServiceError("InternalFailure", "the emulator built an invalid response", 500)
         return response
 

@@ -5,12 +5,22 @@ its data under `.orchestrator/`, else moto's in-process DynamoDB), starts the Co
 emulator, and points the handler at both through the standard `AWS_ENDPOINT_URL_*`
 variables. `rehearse()` runs every Lambda invoke action of a pipeline (a bare gate
 definition is a one-action pipeline) and reports what happens as `Event`s.
+
+With `approvals=True`, `rehearse()` also serves approvals on loopback (`serve_approvals`):
+a random signing key in moto's Secrets Manager, oidc-provider-mock as the OpenID Connect
+issuer (its authorize page lets the person choose who they sign in as; every `email:`
+approver named in the pipeline is offered, with a verified e-mail), and the approval
+endpoint. Chat and SNS are not reachable offline, so when an approval step starts waiting
+the runner mints the links its notification carries (same key, same expiry) and reports
+them as an `approval_links` event.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +34,18 @@ from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve_variables
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from orchestrator.settings import Settings
 
 DEFAULT_TABLE = "orchestrator-runs"
 DEFAULT_DATA_DIR = Path(".orchestrator")
 _LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+LOCAL_CLIENT_ID = "local"
+"""The approval page's client id at the mock issuer. It takes any client and any secret but
+refuses public clients at its token endpoint (authlib's default methods), so the page gets
+a random secret, kept in the same local Secrets Manager, and authenticates as in AWS."""
+_EMAIL_APPROVER = re.compile(r"email:([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+[A-Za-z0-9])")
 
 Event = dict[str, Any]
 """A JSON-ready progress event: `{"event": name, ...}`."""
@@ -63,8 +78,16 @@ class LocalStack:
         with_codepipeline: bool = True,
         clock: VirtualClock | None = None,
         region: str | None = None,
+        approvals: bool = False,
     ) -> None:
         self.table_name = table_name
+        self.approvals = approvals
+        self.approval_url: str | None = None
+        self.approval_secret_arn: str | None = None
+        self.oidc_client_secret_arn: str | None = None
+        self.oidc_issuer: str | None = None
+        self._approval_key: Any = None
+        self._links_shown: set[tuple[str, str]] = set()
         self.data_dir = data_dir
         self.clock = clock or VirtualClock(1.0)
         self.region = (
@@ -213,12 +236,112 @@ class LocalStack:
             }
         return served
 
+    def serve_approvals(self, people: Iterable[str] = ()) -> None:
+        """Secrets Manager (moto) holding a random signing key, oidc-provider-mock offering
+        `people` (e-mail addresses, verified), and the approval endpoint, all on loopback;
+        `settings()` then points the function and the endpoint at them."""
+        import warnings
+
+        import boto3
+        from pydantic import SecretStr
+
+        from orchestrator.approval import web
+        from orchestrator.local.endpoint import EndpointServer, plain_http
+
+        url = self._start_moto()
+        self._set_env("AWS_ENDPOINT_URL_SECRETS_MANAGER", url)
+        self._local_credentials()
+        key = secrets.token_urlsafe(48)
+        client = boto3.client("secretsmanager", region_name=self.region, endpoint_url=url)
+        created = client.create_secret(Name="orchestrator-local-approval-key", SecretString=key)
+        self._approval_key = SecretStr(key)
+        self.approval_secret_arn = created["ARN"]
+        client_secret = client.create_secret(
+            Name="orchestrator-local-oidc-client", SecretString=secrets.token_urlsafe(32)
+        )
+        self.oidc_client_secret_arn = client_secret["ARN"]
+        with warnings.catch_warnings():  # its imports announce authlib's deprecations
+            import authlib.deprecate  # noqa: F401 - adds an "always" filter, beneath ours
+
+            warnings.simplefilter("ignore")
+            from oidc_provider_mock import User, run_server_in_thread
+        # Raised in its server thread, on every token: noise for the person at the console.
+        warnings.filterwarnings("ignore", message="get_jwt_config", category=DeprecationWarning)
+        users = [
+            User(sub=email, claims={"email": email, "email_verified": True})
+            for email in dict.fromkeys(people)
+        ]
+        provider = run_server_in_thread(user_claims=users)
+        server = provider.__enter__()
+        self._stops.append(lambda: provider.__exit__(None, None, None))
+        self.oidc_issuer = f"http://localhost:{server.server_port}"
+        endpoint = EndpointServer(plain_http(web.handler))
+        self._stops.append(endpoint.close)
+        self.approval_url = endpoint.url
+        web.use(web.build(self.settings()))
+        self._stops.append(lambda: web.use(None))
+
+    def approval_links(self, run_id: str) -> list[Event]:
+        """For each approval step of the run that waits and was not shown yet: the links its
+        notification carries (an approve and a reject link per exact approver)."""
+        from orchestrator.approval import links
+        from orchestrator.approval.principals import is_exact, normalize
+
+        if self._approval_key is None or self.approval_url is None:
+            return []
+        record = self.store().load(run_id)
+        if record is None:
+            return []
+        found: list[Event] = []
+        for step in record.state.steps:
+            memo = step.memo
+            waiting = step.kind == "approval" and step.finished_at is None and "expires" in memo
+            if not waiting or (run_id, step.name) in self._links_shown:
+                continue
+            self._links_shown.add((run_id, step.name))
+            approvers = [str(p) for p in memo.get("approvers", [])]
+            exact = [normalize(p) for p in approvers if is_exact(p)]
+            minted = links.mint(
+                self._approval_key,
+                self.approval_url,
+                run_id,
+                step.name,
+                exact,
+                float(memo["expires"]),
+            )
+            found.append(
+                {
+                    "event": "approval_links",
+                    "run_id": run_id,
+                    "step": step.name,
+                    "message": memo.get("message", ""),
+                    "approvers": approvers,
+                    "required": memo.get("required", 1),
+                    "links": [
+                        {"principal": m.principal, "decision": m.decision, "url": m.url}
+                        for m in minted
+                    ],
+                    "issuer": self.oidc_issuer,
+                }
+            )
+        return found
+
     def settings(self) -> Settings:
         """The function's settings in this stack: its table and region, passed to the app
-        (nothing is set in the environment for it), the rest from the environment."""
+        (nothing is set in the environment for it), the rest from the environment; with
+        approvals served, the endpoint, the signing key and the mock issuer."""
         from orchestrator.settings import Settings
 
-        return Settings(table_name=self.table_name, region=self.region)
+        served: dict[str, Any] = {}
+        if self.approval_url is not None:
+            served = {
+                "approval_url": self.approval_url,
+                "approval_secret_arn": self.approval_secret_arn,
+                "oidc_issuer": self.oidc_issuer,
+                "oidc_client_id": LOCAL_CLIENT_ID,
+                "oidc_client_secret_arn": self.oidc_client_secret_arn,
+            }
+        return Settings(table_name=self.table_name, region=self.region, **served)
 
     def store(self) -> Any:
         """A RunStore on the chosen table (for the operator commands)."""
@@ -263,6 +386,8 @@ def rehearse(
     assert stack.emulator is not None
     clock = stack.clock
     served = stack.serve_artifacts(options.artifacts)
+    if stack.approvals:
+        stack.serve_approvals(_email_approvers(pipeline, options.artifacts))
     handler.use(handler.build_app(clock, stack.log_stream, stack.settings()))
     variables: dict[str, dict[str, str]] = {
         "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
@@ -331,7 +456,11 @@ def _run_one(
     def on_job(job: Any) -> None:
         nonlocal rounds
         rounds += 1
-        emit(_round_event(job, rounds, clock.now() - started, where))
+        event = _round_event(job, rounds, clock.now() - started, where)
+        emit(event)
+        if stack.approvals and event["status"] == "InProgress" and event["run_id"]:
+            for shown in stack.approval_links(str(event["run_id"])):
+                emit({**shown, **where})
 
     result = run_action(
         stack.emulator,
@@ -369,6 +498,24 @@ def _run_one(
         }
     )
     return result
+
+
+def _email_approvers(pipeline: Pipeline, artifacts: Mapping[str, bytes]) -> list[str]:
+    """The e-mail addresses of the `email:` approvers named in the pipeline's gate
+    definitions, inline in UserParameters or in input artifacts (zips); not patterns."""
+    import io
+    import zipfile
+
+    texts = [a.configuration.get("UserParameters", "") for a in pipeline.actions]
+    for data in artifacts.values():
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                for info in archive.infolist():
+                    if info.file_size <= 1_000_000 and not info.is_dir():
+                        texts.append(archive.read(info).decode("utf-8", errors="replace"))
+        except zipfile.BadZipFile:
+            continue
+    return list(dict.fromkeys(m.lower() for t in texts for m in _EMAIL_APPROVER.findall(t)))
 
 
 def _round_event(job: Any, number: int, elapsed: float, where: dict[str, str]) -> Event:

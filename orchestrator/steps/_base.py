@@ -149,6 +149,12 @@ class Step(BaseModel):
         `${...}` names it (GetJobDetails is asked only for runs that need it)."""
         return False
 
+    def at_deadline(self, state: StepState, ctx: StepContext) -> Outcome | None:
+        """What the step's own timeout means when it passes (None: the gate fails saying the
+        step timed out). The approval step settles decisions that came in since its last
+        poll, then fails or approves as its `on_timeout` says."""
+        return None
+
     @property
     def interval(self) -> float:
         return self.every if self.every is not None else self.default_every

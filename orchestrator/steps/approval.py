@@ -8,12 +8,16 @@
                              "webhook": "https://hooks.slack.com/services/..."}}}
 
 Decisions are recorded in the runs table from outside the tick (`orchestrator approve|reject`,
-or the endpoint's signed links) and reach the step as `ctx.decisions`; only those of
-principals matching `approvers` count (`orchestrator.approval.decide.tally`). The result is
-`{"approved_by": [...], "comments": [...]}` (comments in the same order).
+the page after an OIDC sign-in, Slack buttons, or bearer links where a step allows them) and
+reach the step as `ctx.decisions`; only those of identities matching `approvers` (or the
+`groups`) count, never the pipeline execution's initiator when `exclude_initiator` is set
+(`orchestrator.approval.decide.tally`). The result is `{"approved_by": [...], "comments":
+[...]}` (comments in the same order), plus `"approved_by_timeout": true` when the step's
+timeout passed with `"on_timeout": "approve"`.
 
-When it starts, the step keeps its approvers in its memo: that is what the CLI and the
-endpoint check against, as they only have the run's state, not its definition.
+When it starts, the step keeps its policy in its memo (approvers, groups, required, the links
+mode, on_timeout, and the initiator when it is excluded): that is what the CLI, the page and
+Slack check against, as they only have the run's state, not its definition.
 
 The notification goes out once per step, even when two deliveries of a job poll at the
 same moment: it is claimed with the store's once-per-key write (`ctx.claim`) under
@@ -27,12 +31,28 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticKnownError
 
-from orchestrator.approval.decide import tally
-from orchestrator.approval.principals import is_exact, normalize
+from orchestrator.approval.decide import Tally, initiator_of, tally_memo
+from orchestrator.approval.principals import (
+    approver_error,
+    initiator_identities,
+    is_exact,
+    normalize,
+)
+from orchestrator.durations import format_duration
+from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
 
 if TYPE_CHECKING:
@@ -46,6 +66,9 @@ ACTION_LIMIT = 24 * 3600.0
 """CodePipeline ends a Lambda invoke action after 24 hours: no link outlives that."""
 MAX_CLAIM_ATTEMPTS = 5
 _SNS_TOPIC = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+_GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_GROUPS = 10
+MAX_REQUIRED = 50
 
 
 def _templated(value: str) -> bool:
@@ -59,6 +82,9 @@ class NotifyTargets(BaseModel):
 
     sns: str | None = None
     webhook: str | None = None
+    slack_buttons: bool = False
+    """Slack interactive buttons in the webhook message (the endpoint's /slack proves who
+    clicked), instead of links."""
 
     @field_validator("sns")
     @classmethod
@@ -83,56 +109,184 @@ class NotifyTargets(BaseModel):
         return self
 
 
+def _count(value: object) -> object:
+    """`required`: a number 1..50, or (with `groups`) a number 1..50 per group name."""
+    counts = value if isinstance(value, dict) else {None: value}
+    for group, count in counts.items():
+        where = f"group {group!r}: " if group is not None else ""
+        if isinstance(count, bool) or not isinstance(count, int):
+            if group is None:
+                return value  # pydantic says what is wrong with it
+            raise ValueError(f"{where}expected a number of approvals")
+        if count < 1:
+            if group is None:
+                raise PydanticKnownError("greater_than_equal", {"ge": 1})
+            raise ValueError(f"{where}needs at least 1 approval")
+        if count > MAX_REQUIRED:
+            raise ValueError(f"{where}at most {MAX_REQUIRED} approvals")
+    return value
+
+
+def _check_patterns(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        why = None if _templated(pattern) else approver_error(pattern)
+        if why is not None:
+            raise ValueError(f"invalid approver {pattern!r}: {why}")
+    return patterns
+
+
+def _distinct_exact(patterns: list[str]) -> int | None:
+    """How many identities the patterns name, if every one is exact (None otherwise)."""
+    if all(is_exact(p) and not _templated(p) for p in patterns):
+        return len({normalize(p) for p in patterns})
+    return None
+
+
 class ApprovalSpec(BaseModel):
-    """Who decides, how many must approve, what they are asked, whom to tell."""
+    """Who decides, how many must approve, what they are asked, whom to tell, and what a
+    link alone may do, whether the initiator is excluded, what a timeout means."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approvers: list[str] = Field(min_length=1, max_length=50)
-    required: int = Field(default=1, ge=1, le=50)
+    approvers: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    groups: dict[str, list[str]] | None = Field(default=None, min_length=1, max_length=MAX_GROUPS)
+    required: Annotated[int | dict[str, int], BeforeValidator(_count)] = 1
+    links: Literal["signed-in", "bearer"] = "signed-in"
+    exclude_initiator: bool = False
+    on_timeout: Literal["reject", "approve"] = "reject"
     message: str = Field(default="Approval required", min_length=1, max_length=2000)
     notify: NotifyTargets | None = None
 
     @field_validator("approvers")
     @classmethod
-    def _arn_patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            arn = pattern.startswith("arn:") or _templated(pattern)
-            if not arn or pattern != pattern.strip():
-                raise ValueError(f"invalid approver {pattern!r}: use an IAM principal ARN ('*' ok)")
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        return _check_patterns(value) if value is not None else None
+
+    @field_validator("groups")
+    @classmethod
+    def _group_patterns(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, patterns in (value or {}).items():
+            if not _GROUP.fullmatch(name):
+                raise ValueError(f"invalid group name {name!r}: use 1 to 64 of A-Z a-z 0-9 _ -")
+            if not 1 <= len(patterns) <= 50:
+                raise ValueError(f"group {name!r}: list 1 to 50 approvers")
+            _check_patterns(patterns)
+        return value
+
+    @field_validator("required")
+    @classmethod
+    def _required_fits(
+        cls, value: int | dict[str, int], info: ValidationInfo
+    ) -> int | dict[str, int]:
+        groups, approvers = info.data.get("groups"), info.data.get("approvers")
+        if groups is None:
+            if isinstance(value, dict):
+                raise ValueError("expected a number (a number per group goes with 'groups')")
+            distinct = _distinct_exact(approvers) if approvers is not None else None
+            if distinct is not None and value > distinct:
+                raise ValueError(
+                    f"required is {value} but only {distinct} distinct approvers are listed"
+                )
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("with 'groups', an object: how many approvals each group gives")
+        unknown = sorted(set(value) - set(groups))
+        if unknown:
+            raise ValueError(f"names no group: {', '.join(unknown)}")
+        for name, patterns in groups.items():
+            distinct = _distinct_exact(patterns)
+            if distinct is not None and value.get(name, 1) > distinct:
+                raise ValueError(
+                    f"group {name!r} needs {value.get(name, 1)} but lists only {distinct} "
+                    "distinct approvers"
+                )
+        return value
+
+    @field_validator("links")
+    @classmethod
+    def _bearer_alone(cls, value: str, info: ValidationInfo) -> str:
+        if value == "bearer" and (
+            info.data.get("required", 1) != 1 or info.data.get("groups") is not None
+        ):
+            raise ValueError(
+                "'bearer' needs required 1 and no groups: a link proves nobody, so it cannot "
+                "tell approvers apart"
+            )
         return value
 
     @model_validator(mode="after")
-    def _enough_approvers(self) -> ApprovalSpec:
-        if all(is_exact(p) and not _templated(p) for p in self.approvers):
-            distinct = len({normalize(p) for p in self.approvers})
-            if self.required > distinct:
-                raise ValueError(
-                    f"required is {self.required} but only {distinct} distinct approvers are listed"
-                )
+    def _approvers_or_groups(self) -> ApprovalSpec:
+        if (self.approvers is None) == (self.groups is None):
+            raise ValueError("give either 'approvers' (a list) or 'groups' (lists by name)")
         return self
+
+    def everyone(self) -> list[str]:
+        """Every approver pattern, in order, once (the groups' patterns, for groups)."""
+        if self.approvers is not None:
+            return list(self.approvers)
+        return list(dict.fromkeys(p for patterns in (self.groups or {}).values() for p in patterns))
+
+    def counts(self) -> int | dict[str, int]:
+        """Approvals needed: a number, or (groups) a number per group, each 1 unless given."""
+        if self.groups is None:
+            return self.required
+        given = self.required if isinstance(self.required, dict) else {}
+        return {name: given.get(name, 1) for name in self.groups}
+
+    def total(self) -> int:
+        """Approvals needed in all."""
+        counts = self.counts()
+        return counts if isinstance(counts, int) else sum(counts.values())
 
 
 class ApprovalStep(Step):
-    """Pending until `approval.required` distinct approvers approved; a reject fails the gate."""
+    """Pending until enough distinct approvers approved; a reject fails the gate."""
 
     kind: ClassVar[str] = "approval"
 
     approval: ApprovalSpec
 
+    @model_validator(mode="after")
+    def _timeout_to_approve(self) -> ApprovalStep:
+        if self.approval.on_timeout == "approve" and self.timeout is None:
+            raise ValueError(
+                "approval.on_timeout 'approve' needs the step's own 'timeout' (shorter than the "
+                "gate's: the gate's deadline always fails the gate)"
+            )
+        return self
+
     def reads_pipeline(self) -> bool:
-        return self.approval.notify is not None  # the notice names the pipeline
+        # The notice names the pipeline; the initiator comes with the pipeline document.
+        return self.approval.notify is not None or self.approval.exclude_initiator
 
     def poll(self, state: StepState, ctx: StepContext) -> Outcome:
         spec, memo = self.approval, state.memo
         if "approvers" not in memo:
             memo.update(
-                approvers=list(spec.approvers),
-                required=spec.required,
+                approvers=spec.everyone(),
+                required=spec.counts(),
                 message=spec.message,
                 expires=self._expires(state),
+                links=spec.links,
+                on_timeout=spec.on_timeout,
             )
-        counted = tally(ctx.decisions, spec.approvers, spec.required)
+            if spec.groups is not None:
+                memo["groups"] = {name: list(p) for name, p in spec.groups.items()}
+            if spec.exclude_initiator:
+                trigger = _trigger(ctx.run)
+                if trigger is None:
+                    return Failed(
+                        f"step '{self.name}': exclude_initiator needs the pipeline execution's "
+                        "trigger (GetPipelineExecution), which this run does not have",
+                        FailureType.CONFIGURATION_ERROR,
+                    )
+                kind, detail = trigger.get("type"), trigger.get("detail")
+                memo["initiator"] = {
+                    "type": kind,
+                    "detail": detail,
+                    "identities": initiator_identities(kind, detail),
+                }
+        counted = tally_memo(ctx.decisions, state)
         if counted.rejected_by is not None:
             why = counted.reason or "no reason given"
             return Failed(f"step '{self.name}': rejected by {counted.rejected_by}: {why}")
@@ -141,14 +295,53 @@ class ApprovalStep(Step):
         again = False
         if spec.notify is not None and memo.get("notify") not in ("sent", "failed", "skipped"):
             again = self._notify(state, ctx)
-        detail = f"waiting for approval: {len(counted.approved_by)}/{spec.required} approvals"
+        return Pending(self._waiting(state, counted), next_check=ctx.now if again else None)
+
+    def at_deadline(self, state: StepState, ctx: StepContext) -> Outcome:
+        """What the step's timeout means: a reject or enough approvals that came in since the
+        last poll still settle it; otherwise the gate fails (`on_timeout` "reject") or the
+        step is approved by timeout ("approve")."""
+        if "approvers" not in state.memo:
+            outcome = self.poll(state, ctx)
+            if not isinstance(outcome, Pending):
+                return outcome
+        counted = tally_memo(ctx.decisions, state)
+        if counted.rejected_by is not None or counted.approved:
+            return self.poll(state, ctx)
+        after = format_duration(min(self.timeout or ACTION_LIMIT, ACTION_LIMIT))
+        if state.memo.get("on_timeout", self.approval.on_timeout) == "approve":
+            return Done(
+                {
+                    "approved_by": counted.approved_by,
+                    "comments": counted.comments,
+                    "approved_by_timeout": True,
+                }
+            )
+        return Failed(
+            f"step '{self.name}': approval timed out after {after} without a decision "
+            f"({self._waiting(state, counted)}); on_timeout is 'reject'"
+        )
+
+    def _waiting(self, state: StepState, counted: Tally) -> str:
+        memo = state.memo
+        detail = f"waiting for approval: {len(counted.approved_by)}/{counted.required} approvals"
         if counted.approved_by:
             detail += f" ({', '.join(counted.approved_by)})"
+        if counted.needs():
+            detail += f"; needs {counted.needs()}"
         if memo.get("notify") == "failed":
             detail += f"; notification failed ({', '.join(memo.get('notify_errors', []))})"
         if counted.ignored:
             detail += f"; ignored {len(counted.ignored)} decision(s) from outside the approvers"
-        return Pending(detail, next_check=ctx.now if again else None)
+        if counted.excluded:
+            detail += (
+                f"; ignored {len(counted.excluded)} decision(s) by the pipeline execution's "
+                "initiator"
+            )
+        initiator = memo.get("initiator")
+        if isinstance(initiator, dict) and not initiator_of(state):
+            detail += f"; initiator not known ({initiator.get('type')}): nobody excluded"
+        return detail
 
     def _expires(self, state: StepState) -> float:
         assert state.started_at is not None
@@ -196,8 +389,10 @@ class ApprovalStep(Step):
         assert services is not None  # _notify sends nothing without them
         spec, errors = self.approval, []
         minted: list[links.Link] = []
-        exact = [normalize(p) for p in spec.approvers if is_exact(p)]
-        if found.base_url and found.secret_arn and exact:
+        buttons: list[links.Button] = []
+        exact = [normalize(p) for p in spec.everyone() if is_exact(p)]
+        wants_buttons = spec.notify is not None and spec.notify.slack_buttons
+        if found.base_url and found.secret_arn and (exact or wants_buttons):
             try:
                 key = links.KEYS.get(found.secret_arn, services.aws("secretsmanager"))
             except links.KeyUnavailable as exc:
@@ -205,15 +400,21 @@ class ApprovalStep(Step):
             else:
                 expires = float(state.memo["expires"])
                 minted = links.mint(key, found.base_url, ctx.run_id, self.name, exact, expires)
+                if wants_buttons:
+                    buttons = links.mint_buttons(key, ctx.run_id, self.name, expires)
         notice = notify.Notice(
             run_id=ctx.run_id,
             step=self.name,
             message=spec.message,
-            approvers=list(spec.approvers),
-            required=spec.required,
+            approvers=spec.everyone(),
+            required=spec.total(),
             expires=float(state.memo["expires"]) if self.timeout is not None else None,
             links=minted,
             pipeline=_pipeline_name(ctx.run),
+            groups=dict(spec.groups) if spec.groups is not None else None,
+            required_by_group=counts if isinstance(counts := spec.counts(), dict) else None,
+            on_timeout=spec.on_timeout,
+            buttons=buttons,
         )
         assert spec.notify is not None
         timeout = min(10.0, max(ctx.time_left() - 1.0, 0.5))
@@ -226,3 +427,11 @@ def _pipeline_name(run: Any) -> str | None:
     # The run context's `pipeline` is GetJobDetails' pipelineContext (pipeline_context.py).
     name = pipeline.get("pipelineName") if isinstance(pipeline, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _trigger(run: Any) -> dict[str, Any] | None:
+    """The pipeline execution's trigger, `{"type", "detail"}` (pipeline_context.py adds it to
+    the `pipeline` document for definitions with an approval that excludes its initiator)."""
+    pipeline = run.get("pipeline") if hasattr(run, "get") else None
+    trigger = pipeline.get("trigger") if isinstance(pipeline, dict) else None
+    return trigger if isinstance(trigger, dict) else None

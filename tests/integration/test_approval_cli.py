@@ -5,12 +5,15 @@ the gate advanced by the real handler answering the CodePipeline emulator."""
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
 
 from orchestrator import handler
+from orchestrator.approval.decide import decide
 from orchestrator.cli import app
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext
@@ -35,10 +38,14 @@ class Gate:
         self.config: dict[str, str] = {}
         self.token: str | None = None
         self.run_id = ""
+        self.execution = str(uuid.uuid4())
+        self.trigger: dict[str, str] | None = None
 
-    def start(self, approvers: list[str]) -> dict[str, Any]:
-        steps = [{"name": "bake", "wait": "1m"}, {"name": "signoff", "approval": {
-            "approvers": approvers, "message": "Ship it?"}}]  # fmt: skip
+    def start(self, approvers: list[str] | None, **policy: Any) -> dict[str, Any]:
+        approval = {"message": "Ship it?", **policy}
+        if approvers is not None:
+            approval["approvers"] = approvers
+        steps = [{"name": "bake", "wait": "1m"}, {"name": "signoff", "approval": approval}]
         definition = {"steps": steps, "outputs": {"By": "steps.signoff.approved_by[0]"}}
         self.config = {"FunctionName": "f", "UserParameters": json.dumps(definition)}
         first = self.tick()
@@ -48,7 +55,12 @@ class Gate:
 
     def tick(self) -> dict[str, Any]:
         handler.use(handler.build_app(self.clock))  # the CLI's LocalStack resets the warm app
-        job = self.emulator.create_job(self.config, continuation_token=self.token)
+        job = self.emulator.create_job(
+            self.config,
+            continuation_token=self.token,
+            pipeline_execution_id=self.execution,
+            trigger=self.trigger,
+        )
         handler.lambda_handler(job.event, LambdaContext(60))
         assert job.answer is not None
         self.token = job.answer["params"].get("continuationToken")
@@ -172,3 +184,60 @@ def test_help() -> None:
     for command in ("approve", "reject"):
         result = cli(command, "--help")
         assert result.exit_code == 0 and "AWS identity" in result.output
+
+
+def test_the_initiator_is_refused_and_a_group_quorum_needs_every_group(
+    gate: Gate, shared: list[str]
+) -> None:
+    """exclude_initiator and groups through the real handler, the emulator's
+    GetPipelineExecution and DynamoDB Local; the CLI as the initiator (moto's identity)."""
+    gate.trigger = {"triggerType": "StartPipelineExecution", "triggerDetail": MOTO}
+    groups = {
+        "sre": [MOTO, "email:*@sre.example.com"],
+        "security": ["slack:U0SEC0001", "email:sec@example.com"],
+    }
+    waiting = gate.start(
+        None,
+        groups=groups,
+        required={"sre": 1, "security": 1},
+        exclude_initiator=True,
+    )
+    assert waiting["operation"] == "PutJobSuccessResult", waiting
+    refused = cli("approve", gate.run_id, "--comment", "my own change", *shared)
+    assert refused.exit_code == 1
+    assert (
+        f"not recorded: {MOTO} started this pipeline execution and cannot decide step "
+        "'signoff' (exclude_initiator): ask another approver"
+    ) in refused.output
+    assert gate.decisions() == {}
+
+    # The page (an OIDC sign-in) and Slack decide through the same decide().
+    decide(gate.store, gate.run_id, None, "email:Ann@SRE.example.com", "approve", "sre ok",
+           gate.clock.now(), via="oidc", source_ip="203.0.113.7")  # fmt: skip
+    two_sre = gate.tick()
+    summary = two_sre["params"]["executionDetails"]["summary"]
+    assert (
+        two_sre["operation"] == "PutJobSuccessResult" and "continuationToken" in two_sre["params"]
+    )
+    assert summary.endswith(
+        "waiting for approval: 1/2 approvals (email:ann@sre.example.com); needs 1 from security"
+    ), summary
+    decide(gate.store, gate.run_id, None, "slack:U0SEC0001", "approve", "", gate.clock.now(),
+           via="slack")  # fmt: skip
+    final = gate.tick()
+    assert final["operation"] == "PutJobSuccessResult", final
+    assert final["params"]["outputVariables"] == {"By": "email:ann@sre.example.com"}
+    assert "continuationToken" not in final["params"]
+
+    status = cli("status", gate.run_id, *shared)
+    assert status.exit_code == 0, status.output
+    lines = [line for line in status.output.splitlines() if line.startswith("decision on")]
+    assert len(lines) == 2, status.output
+    assert re.fullmatch(
+        r"decision on 'signoff': approve by email:ann@sre\.example\.com via oidc at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC from 203\.0\.113\.7: sre ok",
+        lines[0],
+    ), lines
+    assert lines[1].startswith("decision on 'signoff': approve by slack:U0SEC0001 via slack at ")
+    as_json = json.loads(cli("status", gate.run_id, "--json", *shared).output)
+    assert as_json["decisions"]["signoff"]["slack:U0SEC0001"]["via"] == "slack"

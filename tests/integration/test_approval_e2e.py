@@ -20,13 +20,22 @@ from orchestrator.approval.decide import decide
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
+from orchestrator.local.endpoint import EndpointServer
 from orchestrator.store.dynamodb import DynamoRunStore, bind_model
+from tests.integration.test_approval_oidc_rig import (
+    ALICE_ID,
+    BOB_ID,
+    MOCK_PROVIDER_WARNINGS,
+    Browser,
+    behind_function_url,
+    configure_sign_in,
+    mock_provider,
+)
 from tests.integration.test_approval_rig import (
     ALICE,
     BOB,
     CANARY_KEY,
     MALLORY,
-    EndpointServer,
     Webhook,
     get,
     post,
@@ -124,7 +133,8 @@ def rig(table_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ORCHESTRATOR_APPROVAL_SECRET_ARN", signing_key(moto_endpoint))
     monkeypatch.setenv("ORCHESTRATOR_IDLE_CHECK_INTERVAL_SECONDS", "0")
     clock = VirtualClock(speed=120)
-    with CodePipelineEmulator(clock) as emulator, EndpointServer(web.handler) as endpoint:
+    endpoint_server = EndpointServer(behind_function_url(web.handler))
+    with CodePipelineEmulator(clock) as emulator, endpoint_server as endpoint:
         monkeypatch.setenv("ORCHESTRATOR_APPROVAL_URL", endpoint.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_CODEPIPELINE", emulator.endpoint_url)
         rig = Rig(table_name, moto_endpoint, emulator, clock)
@@ -151,7 +161,7 @@ def test_the_links_in_the_message_decide_the_gate(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    thread, result = rig.start(rig.gate())
+    thread, result = rig.start(rig.gate(links="bearer"))  # the link is the credential
     record = rig.waiting()
     (body,) = rig.webhook.bodies
     assert "Ship build 42 to production?" in body["text"]
@@ -256,3 +266,63 @@ def test_repeated_deliveries_notify_once_and_decide_once(rig: Rig, mode: str) ->
     assert set(final.signals.decisions["signoff"]) == {ALICE}
     assert set(final.signals.claims["signoff"]) == {"notify"}
     assert final.state.steps[1].result == {"approved_by": [ALICE], "comments": ["once"]}
+
+
+def _links(sns_text: str, decision: str = "Approve") -> dict[str, str]:
+    """The links of an SNS message, by the principal they were minted for."""
+    found = {}
+    for line in sns_text.splitlines():
+        if line.startswith(f"{decision} as "):
+            who, _, url = line.removeprefix(f"{decision} as ").partition(": ")
+            found[who] = url
+    return found
+
+
+@MOCK_PROVIDER_WARNINGS
+def test_one_person_with_every_link_does_not_pass_a_gate_that_needs_two(
+    rig: Rig, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's done-when: `required: 2`, the message (with every approver's links) in a
+    shared channel. One person POSTs both approvers' links: not signed in, nothing counts;
+    signed in as alice, alice counts once. The gate still waits. Bob signs in: it passes."""
+    with mock_provider() as issuer:
+        configure_sign_in(monkeypatch, issuer, moto_endpoint)
+        web.use(None)
+        thread, result = rig.start(rig.gate(required=2, approvers=[ALICE_ID, BOB_ID]))
+        record = rig.waiting()
+        (sns_text,) = rig.sns_messages()
+        approve = _links(sns_text)
+        assert set(approve) == {ALICE_ID, BOB_ID}
+        assert len(rig.webhook.bodies) == 1  # the shared channel got the same links
+
+        for url in approve.values():  # anyone in the channel, without signing in
+            refused = post(url.split("?", 1)[0], token_of(url), "ship it")
+            assert refused.status == 403 and "sign in" in refused.data.decode()
+        alice = Browser()
+        assert alice.sign_in(approve[BOB_ID].replace("/?t=", "/login?t="), "alice").status == 200
+        answers = [
+            alice.go(url.split("?", 1)[0], {"t": token_of(url), "comment": "me"}, follow=False)
+            for url in (approve[BOB_ID], approve[ALICE_ID])
+        ]
+        assert [a.status for a in answers] == [200, 409]
+        shown = rig.waiting(approvals=1)
+        assert "1/2 approvals" in shown.last_answer.summary
+        time.sleep(1.0)  # several more checks (the clock runs 120 times faster): still waiting
+        assert thread.is_alive() and not result
+        latest = rig.store.load(record.run_id)
+        assert latest is not None and set(latest.signals.decisions["signoff"]) == {ALICE_ID}
+
+        bob = Browser()
+        assert bob.sign_in(approve[ALICE_ID].replace("/?t=", "/login?t="), "bob").status == 200
+        url = approve[ALICE_ID]
+        done = bob.go(url.split("?", 1)[0], {"t": token_of(url), "comment": "me too"}, follow=False)
+        assert done.status == 200 and "2/2 approvals so far." in done.data.decode()
+        outcome = finish(thread, result)
+    assert outcome.status == "Succeeded", outcome.failure_message
+    assert json.loads(outcome.output_variables["By"]) == [ALICE_ID, BOB_ID]
+    final = rig.store.load(record.run_id)
+    assert final is not None
+    assert {p: d["via"] for p, d in final.signals.decisions["signoff"].items()} == {
+        ALICE_ID: "oidc",
+        BOB_ID: "oidc",
+    }

@@ -4,12 +4,10 @@ stored at its approval step as a tick leaves it."""
 
 from __future__ import annotations
 
-import base64
 import json
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import boto3
 import urllib3
@@ -18,6 +16,7 @@ from orchestrator import engine
 from orchestrator.definition import parse_definition
 from orchestrator.model import Answer, AnswerKind, RunRecord
 from tests.http_stub import Loopback, QuietHandler
+from tests.reliability.canaries import SCANNER
 
 if TYPE_CHECKING:
     from orchestrator.store.dynamodb import DynamoRunStore
@@ -26,49 +25,7 @@ ALICE = "arn:aws:iam::123456789012:user/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/Releasers/bob"
 MALLORY = "arn:aws:iam::123456789012:user/mallory"
 CANARY_KEY = "CANARY-approval-key-" + "7f3a" * 12
-
-
-class EndpointServer(Loopback):
-    """A function URL stand-in: each request becomes a payload-2.0 event for `handler`."""
-
-    def __init__(self, handler: Any) -> None:
-        self.events: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(QuietHandler):
-            def _serve(self) -> None:
-                url = urlsplit(self.path)
-                raw = self.body()
-                event = {
-                    "version": "2.0",
-                    "routeKey": "$default",
-                    "rawPath": url.path,
-                    "rawQueryString": url.query,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "requestContext": {
-                        "http": {
-                            "method": self.command,
-                            "path": url.path,
-                            "protocol": "HTTP/1.1",
-                            "sourceIp": self.client_address[0],
-                            "userAgent": self.headers.get("User-Agent", ""),
-                        },
-                        "requestId": str(uuid.uuid4()),
-                        "timeEpoch": int(time.time() * 1000),
-                    },
-                    # Function URLs base64-encode bodies that are not text (forms included).
-                    "body": base64.b64encode(raw).decode() if raw else None,
-                    "isBase64Encoded": bool(raw),
-                }
-                outer.events.append(event)
-                response = handler(event, None)
-                body = str(response.get("body", "")).encode()
-                headers = dict(response.get("headers", {}))
-                self.reply(int(response["statusCode"]), body, headers, content_type=None)
-
-            do_GET = do_POST = do_PUT = _serve
-
-        super().__init__(Handler, "/")
+SCANNER.add(CANARY_KEY, "the approval signing key (tests)")  # never in a log, item or page
 
 
 http = urllib3.PoolManager(retries=False)

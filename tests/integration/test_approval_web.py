@@ -15,14 +15,15 @@ from pydantic import SecretStr
 
 from orchestrator import _log
 from orchestrator.approval import links, web
+from orchestrator.local.endpoint import EndpointServer
 from orchestrator.model import RunStatus
 from orchestrator.store.dynamodb import DynamoRunStore, bind_model
+from tests.integration.test_approval_oidc_rig import set_memo
 from tests.integration.test_approval_rig import (
     ALICE,
     BOB,
     CANARY_KEY,
     MALLORY,
-    EndpointServer,
     get,
     http,
     post,
@@ -43,8 +44,11 @@ class Endpoint:
         self.now = time.time()
 
     def run(self, approval: dict[str, Any] | None = None, extra_steps: int = 0) -> str:
+        """A run whose links are bearer links (signing in: test_approval_oidc.py)."""
         approval = approval or {"approvers": [ALICE, BOB, "arn:aws:iam::123456789012:role/*"]}
-        return stored_run(self.store, approval, self.now, extra_steps)
+        run_id = stored_run(self.store, approval, self.now, extra_steps)
+        set_memo(self.store, run_id, links="bearer")
+        return run_id
 
     def link(
         self, run_id: str, principal: str = ALICE, decision: str = "approve", **kw: Any
@@ -94,6 +98,8 @@ def page(response: urllib3.BaseHTTPResponse) -> str:
 def test_get_shows_a_confirmation_page_and_changes_nothing(endpoint: Endpoint) -> None:
     run_id = endpoint.run({"approvers": [ALICE], "message": "Ship <script>x</script>?"})
     link = endpoint.link(run_id)
+    before = endpoint.store.load(run_id)
+    assert before is not None
     for _ in range(3):  # a mail scanner, a chat previewer, the person
         response = get(link)
         assert response.status == 200
@@ -103,7 +109,7 @@ def test_get_shows_a_confirmation_page_and_changes_nothing(endpoint: Endpoint) -
         assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert endpoint.decisions(run_id) == {}
     record = endpoint.store.load(run_id)
-    assert record is not None and record.version == 1
+    assert record is not None and record.version == before.version
 
 
 def test_post_decides_once_and_the_links_are_then_used_up(endpoint: Endpoint) -> None:
@@ -121,7 +127,7 @@ def test_post_decides_once_and_the_links_are_then_used_up(endpoint: Endpoint) ->
     )
     for again in (post(endpoint.url, token_of(approve)), get(approve), get(reject)):
         assert again.status == 409
-        assert "This link was already used" in page(again) and "Nothing was recorded" in page(again)
+        assert "Already decided" in page(again) and "Nothing was recorded" in page(again)
     assert post(endpoint.url, token_of(reject), "changed my mind").status == 409
     assert endpoint.decisions(run_id)[ALICE]["decision"] == "approve"
 
@@ -179,7 +185,8 @@ def test_a_run_that_is_over_refuses_its_links(endpoint: Endpoint) -> None:
     record = endpoint.store.load(run_id)
     assert record is not None
     ended = record.state.model_copy(update={"status": RunStatus.FAILED, "ended_at": endpoint.now})
-    endpoint.store.save(record.model_copy(update={"state": ended, "version": 2}), 1)
+    over = record.model_copy(update={"state": ended, "version": record.version + 1})
+    endpoint.store.save(over, record.version)
     _refused(get(endpoint.link(run_id)), 409, "This run is over")
     _refused(post(endpoint.url, token_of(endpoint.link(run_id))), 409, "This run is over")
 

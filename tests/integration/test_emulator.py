@@ -7,6 +7,7 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -16,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext, run_action
-from orchestrator.local.emulator import CodePipelineEmulator, Faults, JobRecord
+from orchestrator.local.emulator import DEFAULT_TRIGGER, CodePipelineEmulator, Faults, JobRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -245,6 +246,30 @@ def test_a_job_codepipeline_could_not_create_is_refused(emulator: CodePipelineEm
         ValueError, match=r"configuration\[UserParameters\]: length 1001 > max 1000"
     ):
         emulator.create_job({"FunctionName": "gate", "UserParameters": "u" * 1001})
+
+
+def test_get_pipeline_execution_names_the_trigger_of_known_executions(
+    emulator: CodePipelineEmulator, client: CodePipelineClient
+) -> None:
+    one, two, nine = (str(uuid.uuid4()) for _ in range(3))
+    emulator.create_job(CONFIG, pipeline_name="shop", pipeline_execution_id=one)
+    bob = {"triggerType": "StartPipelineExecution", "triggerDetail": "arn:aws:iam::1:user/bob"}
+    emulator.create_job(CONFIG, pipeline_name="shop", pipeline_execution_id=two, trigger=bob)
+    # a later job of an execution does not change who started it
+    emulator.create_job(CONFIG, pipeline_name="shop", pipeline_execution_id=two)
+    first = client.get_pipeline_execution(pipelineName="shop", pipelineExecutionId=one)
+    assert first["pipelineExecution"]["trigger"] == DEFAULT_TRIGGER
+    assert first["pipelineExecution"]["pipelineExecutionId"] == one
+    second = client.get_pipeline_execution(pipelineName="shop", pipelineExecutionId=two)
+    assert second["pipelineExecution"]["trigger"] == bob
+    assert error_of(
+        lambda: client.get_pipeline_execution(pipelineName="shop", pipelineExecutionId=nine)
+    ) == ("PipelineExecutionNotFoundException", 400)
+    assert error_of(
+        lambda: client.get_pipeline_execution(pipelineName="nope", pipelineExecutionId=one)
+    ) == ("PipelineNotFoundException", 400)
+    with pytest.raises(ValueError, match=r"trigger.triggerType: not one of"):
+        emulator.create_job(CONFIG, trigger={"triggerType": "Magic", "triggerDetail": "x"})
 
 
 def test_other_operations_are_unknown(client: CodePipelineClient) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.package.test_template import TEMPLATE, iam_statements, load_cfn, wildcard_findings
+from tests.package.test_template import (
+    TEMPLATE,
+    Evaluator,
+    iam_statements,
+    load_cfn,
+    parameter_values,
+    wildcard_findings,
+)
 
 ENDPOINT = "ApprovalFunction"
 ENDPOINT_ROLE = "ApprovalRole"
@@ -57,6 +64,10 @@ def test_the_endpoint_is_a_public_function_url_on_its_own_function() -> None:
         "ORCHESTRATOR_TABLE_NAME": {"Ref": "RunsTable"},
         "ORCHESTRATOR_LOG_LEVEL": {"Ref": "LogLevel"},
         "ORCHESTRATOR_APPROVAL_SECRET_ARN": {"Ref": KEY},
+        "ORCHESTRATOR_SLACK_SIGNING_SECRET_ARN": {"Ref": "SlackSigningSecretArn"},
+        "ORCHESTRATOR_OIDC_ISSUER": {"Ref": "OidcIssuer"},
+        "ORCHESTRATOR_OIDC_CLIENT_ID": {"Ref": "OidcClientId"},
+        "ORCHESTRATOR_OIDC_CLIENT_SECRET_ARN": {"Ref": "OidcClientSecretArn"},
     }
     url = found[f"{ENDPOINT}Url"]
     assert url["Type"] == "AWS::Lambda::Url"
@@ -85,10 +96,13 @@ def test_the_gate_function_knows_where_links_point_and_what_signs_them() -> None
     assert {"approval_url", "approval_secret_arn"} <= set(Settings.model_fields)
 
 
-def _statements(role: str) -> dict[str, dict[str, Any]]:
+def _statements(role: str, **given: str) -> dict[str, dict[str, Any]]:
+    """The role's statements by Sid, its conditions evaluated for these parameter values."""
+    template = json.loads(_transformed())
+    evaluated = Evaluator(template, parameter_values(template, **given)).value(resources())
     return {
         statement["Sid"]: statement
-        for where, statement in iam_statements({"Resources": resources()})
+        for where, statement in iam_statements({"Resources": evaluated})
         if where.startswith(f"{role}.Policies")
     }
 
@@ -127,3 +141,59 @@ def test_only_the_two_functions_may_read_the_key_and_only_that_secret() -> None:
     assert set(readers) == {"OrchestratorRole", ENDPOINT_ROLE}
     for statement in readers.values():
         assert statement["Action"] == "secretsmanager:GetSecretValue"
+
+
+SLACK_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:slack-signing-AbCdEf"
+
+
+def test_the_slack_signing_secret_is_read_only_when_given_and_only_that_secret() -> None:
+    without = _statements(ENDPOINT_ROLE)
+    assert "ReadSlackSigningSecret" not in without
+    given = _statements(ENDPOINT_ROLE, SlackSigningSecretArn=SLACK_SECRET)
+    assert given.pop("ReadSlackSigningSecret") == {
+        "Sid": "ReadSlackSigningSecret",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": SLACK_SECRET,
+    }
+    assert given == without
+    gate_role = _statements("OrchestratorRole", SlackSigningSecretArn=SLACK_SECRET)
+    assert SLACK_SECRET not in json.dumps(gate_role)  # the gate function never reads it
+    parameter = load_cfn(TEMPLATE)["Parameters"]["SlackSigningSecretArn"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], SLACK_SECRET)
+    assert re.fullmatch(parameter["AllowedPattern"], "")
+    assert not re.fullmatch(parameter["AllowedPattern"], "xoxb-not-an-arn")
+    from orchestrator.settings import Settings
+
+    assert "slack_signing_secret_arn" in Settings.model_fields
+
+
+OIDC_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-client-AbCdEf"
+
+
+def test_the_oidc_client_secret_is_read_only_when_given_and_only_that_secret() -> None:
+    without = _statements(ENDPOINT_ROLE)
+    assert "ReadOidcClientSecret" not in without
+    given = _statements(ENDPOINT_ROLE, OidcClientSecretArn=OIDC_SECRET)
+    assert given.pop("ReadOidcClientSecret") == {
+        "Sid": "ReadOidcClientSecret",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": OIDC_SECRET,
+    }
+    assert given == without
+    gate_role = _statements("OrchestratorRole", OidcClientSecretArn=OIDC_SECRET)
+    assert OIDC_SECRET not in json.dumps(gate_role)  # the gate function never reads it
+    parameters = load_cfn(TEMPLATE)["Parameters"]
+    for name in ("OidcIssuer", "OidcClientId", "OidcClientSecretArn"):
+        assert parameters[name]["Type"] == "String" and parameters[name]["Default"] == ""
+    secret = parameters["OidcClientSecretArn"]["AllowedPattern"]
+    assert re.fullmatch(secret, OIDC_SECRET) and re.fullmatch(secret, "")
+    assert not re.fullmatch(secret, "the-secret-itself")
+    issuer = parameters["OidcIssuer"]["AllowedPattern"]
+    assert re.fullmatch(issuer, "https://login.example.com/realms/ops") and re.fullmatch(issuer, "")
+    assert not re.fullmatch(issuer, "http://login.example.com")  # discovery over TLS only
+    from orchestrator.settings import Settings
+
+    assert {"oidc_issuer", "oidc_client_id", "oidc_client_secret_arn"} <= set(Settings.model_fields)

@@ -427,6 +427,7 @@ CONDITIONAL = {
 }
 ALWAYS = {
     "AnswerCodePipelineJobs",
+    "ReadPipelineExecutions",
     "RunsTable",
     "OwnLogGroup",
     "OnFailureDestination",
@@ -434,6 +435,16 @@ ALWAYS = {
     "ReadAlarms",
     "ReadApprovalSigningKey",
 }
+
+
+def test_pipeline_executions_are_read_in_this_account_and_region_only() -> None:
+    """GetPipelineExecution (who started it, for exclude_initiator) on this account's
+    pipelines in this region: not "*", not another account's."""
+    statement = role_statements()["ReadPipelineExecutions"]
+    assert statement["Action"] == "codepipeline:GetPipelineExecution"
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:*"
+    }
 
 
 def test_conditional_statements_are_absent_when_their_parameters_are_empty() -> None:

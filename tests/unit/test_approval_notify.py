@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from orchestrator.approval import notify, pages
@@ -169,3 +170,39 @@ def test_function_url_events_are_read_and_answered() -> None:
     assert answered["statusCode"] == 200 and answered["isBase64Encoded"] is False
     assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-store"
     assert "default-src 'none'" in headers["Content-Security-Policy"]
+
+
+def test_slack_buttons_carry_verifiable_values_instead_of_the_links() -> None:
+    from dataclasses import replace
+
+    from pydantic import SecretStr
+
+    from orchestrator.approval import links
+
+    key = SecretStr("k" * 64)
+    buttons = links.mint_buttons(key, "run-1", "signoff", 1_800_000_000.0)
+    body = notify.slack(replace(NOTICE, buttons=buttons))
+    kinds = [block["type"] for block in body["blocks"]]
+    assert kinds == ["header", "section", "context", "actions", "context"]  # no link rows
+    approve, reject = body["blocks"][3]["elements"]
+    assert (approve["action_id"], approve["style"]) == ("approve", "primary")
+    assert (reject["action_id"], reject["style"]) == ("reject", "danger")
+    assert "url" not in approve and "url" not in reject and "confirm" in reject
+    for button in (approve, reject):
+        claim = links.verify_button(button["value"], key)
+        assert (claim.run_id, claim.step, claim.decision) == (
+            "run-1",
+            "signoff",
+            button["action_id"],
+        )
+        assert claim.expires == 1_800_000_000.0
+        assert "principal" not in json.dumps(claim.__dict__)
+        with pytest.raises(links.BadLink):  # another deployment's key
+            links.verify_button(button["value"], SecretStr("x" * 64))
+        with pytest.raises(links.BadLink):  # a button value is not a link token
+            links.verify(button["value"], key)
+    assert approve["value"] != reject["value"]
+    assert "https://e.example/?t=" not in json.dumps(body)  # the links are not shown
+    link = LinkClaim("run-1", "signoff", ALICE, "approve", 1_800_000_000.0, "n")
+    with pytest.raises(links.BadLink):  # nor a link token a button value
+        links.verify_button(links.sign(link, key), key)

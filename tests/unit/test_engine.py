@@ -192,3 +192,35 @@ def test_cancel_fails_with_who() -> None:
     state = engine.advance(definition, state, clock.now, budget, Services(), signals=signals)
     assert state.failure is not None
     assert state.failure.message == "cancelled by arn:aws:iam::1:user/alice"
+
+
+def test_a_step_timeout_asks_the_step_first_and_an_approval_may_approve_by_timeout() -> None:
+    """Past its timeout a step gets its own say (`at_deadline`): most kinds none (the gate
+    fails as before), an approval with on_timeout 'approve' succeeds, 'reject' fails."""
+    approver = "arn:aws:iam::123456789012:user/alice"
+
+    def approval(on_timeout: str) -> GateDefinition:
+        spec = {"approvers": [approver], "on_timeout": on_timeout}
+        return gate(
+            steps=[{"name": "ok", "timeout": "1h", "approval": spec}, {"name": "w", "wait": "1s"}]
+        )
+
+    for on_timeout, expected in (("approve", RunStatus.RUNNING), ("reject", RunStatus.FAILED)):
+        definition, clock = approval(on_timeout), ManualClock(T0)
+        state = run(definition, engine.start(definition, "r1", clock.now()), clock)
+        clock.t += 3601
+        state = run(definition, state, clock)
+        assert state.status is expected, (on_timeout, state.failure)
+        if expected is RunStatus.RUNNING:
+            assert state.steps[0].result["approved_by_timeout"] is True
+            assert state.step_index == 1
+        else:
+            assert state.failure is not None
+            assert "approval timed out after 1h" in state.failure.message
+    waiting = gate(steps=[{"name": "w", "wait": "2h", "timeout": "1h"}])
+    clock = ManualClock(T0)
+    state = run(waiting, engine.start(waiting, "r1", clock.now()), clock)
+    clock.t += 3601
+    state = run(waiting, state, clock)
+    assert state.failure is not None
+    assert state.failure.message.startswith("step 'w' timed out after 1h")

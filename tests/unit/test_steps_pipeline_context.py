@@ -12,7 +12,7 @@ from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.event import Job
 from orchestrator.exceptions import FailureType, GateFailed, TransientError
-from orchestrator.pipeline_context import PipelineContext, mentions_pipeline
+from orchestrator.pipeline_context import PipelineContext, mentions_pipeline, needs_trigger
 from tests.unit.test_steps_alarms import client_error
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class FakeCodePipeline:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.errors: list[Exception] = []
+        self.execution_calls: list[tuple[str, str]] = []
+        self.execution_errors: list[Exception] = []
 
     def get_job_details(self, jobId: str) -> dict[str, Any]:
         self.calls.append(jobId)
@@ -38,6 +40,18 @@ class FakeCodePipeline:
             raise self.errors.pop(0)
         data = {"pipelineContext": CONTEXT, "artifactCredentials": {"secretAccessKey": "KEY"}}
         return {"jobDetails": {"id": jobId, "data": data}}
+
+    def get_pipeline_execution(self, pipelineName: str, pipelineExecutionId: str) -> dict[str, Any]:
+        self.execution_calls.append((pipelineName, pipelineExecutionId))
+        if self.execution_errors:
+            raise self.execution_errors.pop(0)
+        trigger = {
+            "triggerType": "StartPipelineExecution",
+            "triggerDetail": "arn:aws:iam::1:user/a",
+        }
+        return {
+            "pipelineExecution": {"pipelineExecutionId": pipelineExecutionId, "trigger": trigger}
+        }
 
     def client(self) -> CodePipelineClient:
         """This fake as the boto3 client it stands in for (the one call it has)."""
@@ -95,3 +109,61 @@ def test_faults_are_transient_except_a_refusal() -> None:
     with pytest.raises(GateFailed) as caught:
         part.gather(JOB, definition, state)
     assert caught.value.failure_type is FailureType.PERMISSION_ERROR
+
+
+EXCLUDING = {"approval": {"approvers": ["arn:aws:iam::1:user/b"], "exclude_initiator": True}}
+
+
+@pytest.mark.parametrize(
+    ("definition", "needed"),
+    [
+        (gate(EXCLUDING), True),
+        (gate({"wait": "1m"}, {"Who": "pipeline.trigger.detail"}), True),
+        (gate({"http": {"url": "https://x/${pipeline.trigger.type}"}}), True),
+        (gate({"approval": {"approvers": ["arn:aws:iam::1:user/b"]}}), False),
+        (gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"}), False),
+        (gate({"wait": "1m"}, {"T": "steps.a.pipeline.trigger"}), False),
+    ],
+)
+def test_only_definitions_that_exclude_the_initiator_or_read_the_trigger_need_it(
+    definition: GateDefinition, needed: bool
+) -> None:
+    assert needs_trigger(definition) is needed
+    if needed:
+        assert mentions_pipeline(definition)
+
+
+def test_the_trigger_joins_the_pipeline_document_once() -> None:
+    client = FakeCodePipeline()
+    part = PipelineContext(client.client())
+    definition = gate(EXCLUDING)
+    state = engine.start(definition, "run-1", 0.0)
+    found = part.gather(JOB, definition, state)
+    trigger = {"type": "StartPipelineExecution", "detail": "arn:aws:iam::1:user/a"}
+    assert found == {"pipeline": {**CONTEXT, "trigger": trigger}}
+    assert client.execution_calls == [("shop", "e-1")]
+    state = state.model_copy(update={"context": found})
+    assert part.gather(JOB, definition, state) == {}
+    assert client.execution_calls == [("shop", "e-1")]
+    plain = gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"})
+    assert "trigger" not in part.gather(JOB, plain, engine.start(plain, "r", 0.0))["pipeline"]
+    assert client.execution_calls == [("shop", "e-1")]
+
+
+def test_get_pipeline_execution_faults_are_transient_except_a_refusal() -> None:
+    client = FakeCodePipeline()
+    part = PipelineContext(client.client())
+    definition = gate(EXCLUDING)
+    state = engine.start(definition, "run-1", 0.0)
+    client.execution_errors.append(
+        client_error("PipelineExecutionNotFoundException", operation="GetPipelineExecution")
+    )
+    with pytest.raises(TransientError, match=r"GetPipelineExecution failed"):
+        part.gather(JOB, definition, state)
+    client.execution_errors.append(
+        client_error("AccessDeniedException", 400, "GetPipelineExecution")
+    )
+    with pytest.raises(GateFailed) as caught:
+        part.gather(JOB, definition, state)
+    assert caught.value.failure_type is FailureType.PERMISSION_ERROR
+    assert "codepipeline:GetPipelineExecution on pipeline shop" in str(caught.value)
