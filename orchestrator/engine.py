@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jmespath.exceptions import JMESPathError
 from pydantic import ValidationError
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
     from orchestrator.definition import GateDefinition
     from orchestrator.services import ServiceClients
+
+_T = TypeVar("_T")
 
 MAX_OUTPUT_BYTES = 122_880
 """CodePipeline's limit on the total size of one action's output variables."""
@@ -115,7 +117,8 @@ def advance(
             claim=partial(claim, step.name) if claim is not None else None,
         )
         if timed_out:
-            late = _at_deadline(step, step_state, ctx)
+            # the step's own word on its timeout; None: the usual timeout failure
+            late = _ask(step, ctx, lambda s: s.at_deadline(step_state, ctx), False)  # noqa: B023
             if late is None or isinstance(late, Pending):
                 return _fail(
                     run,
@@ -125,7 +128,7 @@ def advance(
                 )
             outcome: Outcome = late
         else:
-            outcome = _poll(step, step_state, ctx)
+            outcome = _ask(step, ctx, lambda s: s.poll(step_state, ctx), True)  # noqa: B023
         step_state.polls += 1
         if isinstance(outcome, Failed) and outcome.retryable and step.retry is not None:
             failures = int(step_state.memo.get("failures", 0)) + 1
@@ -155,28 +158,20 @@ def advance(
     return _finish(definition, run, now())
 
 
-def _poll(step: Step, step_state: StepState, ctx: StepContext) -> Outcome:
-    """Poll once; `${...}` errors and a step's own exceptions become failures naming it."""
+def _ask(
+    step: Step, ctx: StepContext, question: Callable[[Step], _T], retryable: bool
+) -> _T | Failed:
+    """Ask the step, its `${...}` rendered, a question (poll, or what its deadline means),
+    at once (B023: the callers' lambdas run before their loop moves on); templating errors
+    and the step's own exceptions become failures naming it (`retryable` or not)."""
     try:
         rendered = step.rendered(ctx.run)
     except (TemplateError, ValidationError) as exc:
         return Failed(f"step '{step.name}': {_first_line(exc)}")
     try:
-        return rendered.poll(step_state, ctx)
+        return question(rendered)
     except Exception as exc:  # a step's bug must still end in an answer
-        return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}", retryable=True)
-
-
-def _at_deadline(step: Step, step_state: StepState, ctx: StepContext) -> Outcome | None:
-    """The step's own word on its timeout; None (the usual timeout failure) if it has none."""
-    try:
-        rendered = step.rendered(ctx.run)
-    except (TemplateError, ValidationError) as exc:
-        return Failed(f"step '{step.name}': {_first_line(exc)}")
-    try:
-        return rendered.at_deadline(step_state, ctx)
-    except Exception as exc:
-        return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}")
+        return Failed(f"step '{step.name}' raised {type(exc).__name__}: {exc}", retryable=retryable)
 
 
 def _first_line(exc: Exception) -> str:

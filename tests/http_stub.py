@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+
+from orchestrator.local.endpoint import Loopback
+
+__all__ = ["Loopback", "QuietHandler", "StubServer", "stub_server"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Self
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -38,28 +41,6 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
-
-
-class Loopback:
-    """A threaded HTTP server on 127.0.0.1 (a free port), served from a daemon thread."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class StubServer(Loopback):

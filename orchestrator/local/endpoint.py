@@ -22,8 +22,30 @@ if TYPE_CHECKING:
     from typing import Self
 
 
-class EndpointServer:
-    """A function URL stand-in on 127.0.0.1 (a free port), served from a daemon thread."""
+class Loopback:
+    """A threaded HTTP server on 127.0.0.1 (a free port), served from a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EndpointServer(Loopback):
+    """A function URL stand-in: each request becomes a payload-2.0 event for `handler`."""
 
     def __init__(self, handler: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
         self.events: list[dict[str, Any]] = []
@@ -70,22 +92,7 @@ class EndpointServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Request)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(Request, "/")
 
 
 def plain_http(
