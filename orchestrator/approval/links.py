@@ -74,24 +74,13 @@ class Link:
 
 def sign(claim: LinkClaim, key: SecretStr) -> str:
     """The token for `claim`."""
-    payload = b64url(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{VERSION}.{payload}"
-    return f"{signed}.{b64url(_mac(key, signed))}"
+    return _seal(VERSION, asdict(claim), key)
 
 
 def verify(token: str, key: SecretStr) -> LinkClaim:
     """The claim a token carries; raises BadLink unless our key signed exactly this token."""
-    parts = token.split(".") if 0 < len(token) <= MAX_TOKEN_CHARS else []
-    if len(parts) != 3 or parts[0] != VERSION:
-        raise BadLink("malformed token")
+    fields = _unseal(VERSION, token, key, "token")
     try:
-        signature = unb64url(parts[2])
-    except ValueError:
-        raise BadLink("malformed token") from None
-    if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
-        raise BadLink("signature does not verify")
-    try:
-        fields: Any = json.loads(unb64url(parts[1]))
         claim = LinkClaim(
             run_id=str(fields["run_id"]),
             step=str(fields["step"]),
@@ -105,6 +94,30 @@ def verify(token: str, key: SecretStr) -> LinkClaim:
     if claim.decision not in DECISIONS:
         raise BadLink("malformed token")
     return claim
+
+
+def _seal(version: str, fields: dict[str, Any], key: SecretStr) -> str:
+    """`version.payload.signature`: compact JSON, base64url, HMAC-SHA256 over both."""
+    payload = b64url(json.dumps(fields, separators=(",", ":"), sort_keys=True).encode())
+    signed = f"{version}.{payload}"
+    return f"{signed}.{b64url(_mac(key, signed))}"
+
+
+def _unseal(version: str, token: str, key: SecretStr, what: str) -> Any:
+    """The fields `_seal` put in `token`; BadLink unless our key signed exactly it."""
+    parts = token.split(".") if 0 < len(token) <= MAX_TOKEN_CHARS else []
+    if len(parts) != 3 or parts[0] != version:
+        raise BadLink(f"malformed {what}")
+    try:
+        signature = unb64url(parts[2])
+    except ValueError:
+        raise BadLink(f"malformed {what}") from None
+    if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
+        raise BadLink("signature does not verify")
+    try:
+        return json.loads(unb64url(parts[1]))
+    except ValueError:
+        raise BadLink(f"malformed {what}") from None
 
 
 def mint(
@@ -185,24 +198,13 @@ class Button:
 
 def sign_button(claim: ButtonClaim, key: SecretStr) -> str:
     """The button value for `claim`, signed like a link token."""
-    payload = b64url(json.dumps(asdict(claim), separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{BUTTON_VERSION}.{payload}"
-    return f"{signed}.{b64url(_mac(key, signed))}"
+    return _seal(BUTTON_VERSION, asdict(claim), key)
 
 
 def verify_button(value: str, key: SecretStr) -> ButtonClaim:
     """The claim a button value carries; raises BadLink unless our key signed exactly it."""
-    parts = value.split(".") if 0 < len(value) <= MAX_TOKEN_CHARS else []
-    if len(parts) != 3 or parts[0] != BUTTON_VERSION:
-        raise BadLink("malformed button value")
+    fields = _unseal(BUTTON_VERSION, value, key, "button value")
     try:
-        signature = unb64url(parts[2])
-    except ValueError:
-        raise BadLink("malformed button value") from None
-    if not hmac.compare_digest(signature, _mac(key, f"{parts[0]}.{parts[1]}")):
-        raise BadLink("signature does not verify")
-    try:
-        fields: Any = json.loads(unb64url(parts[1]))
         claim = ButtonClaim(
             run_id=str(fields["run_id"]),
             step=str(fields["step"]),
