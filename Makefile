@@ -3,24 +3,55 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck check bench
+.PHONY: setup demo-setup demo test lint typecheck check bench
 
-setup: $(BIN)/orchestrator
+# Two installs in the one .venv: `make demo` needs only the CLI (the `cli` extra), `make
+# check` the dev extra on top (pytest, mypy, ruff, cfn-lint, selenium, ...). Each long step
+# says what it does before it starts.
+CLI_INSTALLED := $(VENV)/.installed-cli
+DEV_INSTALLED := $(VENV)/.installed-dev
+DYNAMODB_LOCAL := $(BIN)/python -c "from orchestrator.local.dynamodb_local import install; install()"
+
+setup: $(DEV_INSTALLED)
 	@bash scripts/bootstrap.sh
-	@$(BIN)/python -c "from orchestrator.local.dynamodb_local import install; install()"
+	@$(DYNAMODB_LOCAL)
 
-$(BIN)/orchestrator: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+demo-setup: $(CLI_INSTALLED)
+	@bash scripts/bootstrap.sh --demo
+	@$(DYNAMODB_LOCAL)
+
+$(BIN)/python:
+	@echo "setup: creating the virtual environment $(VENV) ($(PY) -m venv)"
+	@$(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+
+$(CLI_INSTALLED): pyproject.toml | $(BIN)/python
+	@echo "setup: installing the orchestrator CLI (pip install -e '.[cli]': boto3, typer, rich, moto, ...)"
+	@$(BIN)/pip install -q -e '.[cli]'
 	@touch $@
 
-# The README's first command: a stub change-management API on :8765, and a gate that bakes
-# for 10 minutes and then waits for change 42's approval, rehearsed 60 times faster.
-demo: setup
-	@$(BIN)/python examples/itsm_stub.py --port 8765 & stub=$$!; \
-	trap 'kill $$stub' EXIT; sleep 0.5; \
-	$(BIN)/orchestrator run examples/change-gate.json --speed 60
+$(DEV_INSTALLED): pyproject.toml | $(BIN)/python
+	@echo "setup: installing the CLI and the dev tools (pip install -e '.[dev]': pytest, mypy, ruff, cfn-lint, selenium, ...)"
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $@ $(CLI_INSTALLED)
+
+# The README's first command: a stub change-management API, and a gate that bakes for 10
+# minutes and then waits for change 42's approval, rehearsed 60 times faster. The stub
+# listens on :8765, the gate's URL; when that port is taken, on a free one, which a copy of
+# the gate then polls. The stub writes its port once it listens: no port, no rehearsal.
+demo: demo-setup
+	@tmp=$$(mktemp -d); trap 'kill $$stub 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	$(BIN)/python examples/itsm_stub.py --port 8765 --any-port --port-file "$$tmp/port" & stub=$$!; \
+	for i in $$(seq 100); do { [ -s "$$tmp/port" ] || ! kill -0 $$stub 2>/dev/null; } && break; sleep 0.1; done; \
+	[ -s "$$tmp/port" ] || { echo "demo: the stub change-management API did not start (see above)" >&2; exit 1; }; \
+	port=$$(cat "$$tmp/port"); gate=examples/change-gate.json; \
+	if [ "$$port" != 8765 ]; then \
+	  echo "demo: port 8765 is taken: the stub listens on $$port, and a copy of the gate polls it"; \
+	  gate="$$tmp/change-gate.json"; \
+	  sed "s/127.0.0.1:8765/127.0.0.1:$$port/" examples/change-gate.json > "$$gate"; \
+	fi; \
+	echo "demo: orchestrator run $$gate --speed 60"; \
+	$(BIN)/orchestrator run "$$gate" --speed 60
 
 lint: setup
 	$(BIN)/ruff check .

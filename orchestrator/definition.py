@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
 from orchestrator.artifacts_report import OutputArtifacts  # noqa: TC001 - pydantic needs it
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import DefinitionError
+from orchestrator.expressions import placeholders, reads
 from orchestrator.steps import KINDS, Duration, Expression, Step, kind_class
 
 if TYPE_CHECKING:
@@ -106,12 +107,85 @@ class GateDefinition(BaseModel):
                     f"steps[{index}].timeout: {format_duration(step.timeout)} exceeds the "
                     f"gate's timeout {format_duration(self.timeout)}"
                 )
+            errors.extend(self._wait_fits(index, step))
+            errors.extend(self._step_references(index, step))
+        for name, expression in self.outputs.items():
+            errors.extend(
+                f"outputs.{name}: names step {step_name!r}, {_no_step(self)}"
+                for step_name in _named_steps(expression)
+                if step_name not in seen and not self._unnamed_invalid_step()
+            )
         if errors:
             raise DefinitionError(errors)
         return self
 
     def step_timeout(self, step: Step) -> float:
         return step.timeout if step.timeout is not None else self.timeout
+
+    def _unnamed_invalid_step(self) -> bool:
+        return any(
+            isinstance(step, _Unparsed) and step.name.startswith("__invalid_step_")
+            for step in self.steps
+        )
+
+    def _wait_fits(self, index: int, step: Step) -> list[str]:
+        """A `wait` as long as its timeout can only time out (the deadline is checked first)."""
+        wait = getattr(step, "wait", None) if step.kind == "wait" else None
+        if not isinstance(wait, float) or wait < self.step_timeout(step):
+            return []
+        whose = "the step's timeout" if step.timeout is not None else "the gate's timeout"
+        return [
+            f"steps[{index}].wait: {format_duration(wait)} is not shorter than {whose} "
+            f"{format_duration(self.step_timeout(step))}: the step can only time out"
+        ]
+
+    def _step_references(self, index: int, step: Step) -> list[str]:
+        """`${steps.X...}` must name a step that finished before this one: the run context
+        holds finished steps only, so anything else renders null and fails the step."""
+        before = [earlier.name for earlier in self.steps[:index]]
+        later = {later.name for later in self.steps[index:]}
+        errors: list[str] = []
+        raw = step.model_dump(mode="json", by_alias=True, exclude={"name"}, exclude_unset=True)
+        for path, expression in _templates(raw, f"steps[{index}]"):
+            for name in _named_steps(expression):
+                if name in before:
+                    continue
+                why = (
+                    "this step itself"
+                    if name == step.name
+                    else "a later step"
+                    if name in later
+                    else None
+                )
+                if why is None and self._unnamed_invalid_step():
+                    continue  # it may be the invalid step's name: that error is reported
+                reason = (
+                    f"{why}: only steps that finished before it are in the run context"
+                    if why
+                    else _no_step(self)
+                )
+                errors.append(f"{path}: ${{{expression}}} names step {name!r}, {reason}")
+        return errors
+
+
+def definition_warnings(definition: GateDefinition) -> list[str]:
+    """What is suspicious without being certainly wrong (`orchestrator validate` shows it):
+    an `until` or `fail_if` reading a field the kind's document does not have."""
+    warnings: list[str] = []
+    for index, step in enumerate(definition.steps):
+        roots: tuple[str, ...] = getattr(type(step), "document_roots", ())
+        for field in ("until", "fail_if"):
+            expression = getattr(step, field, None)
+            if not roots or not isinstance(expression, str):
+                continue
+            unknown = sorted({path[0] for path in reads(expression)} - set(roots))
+            if unknown:
+                warnings.append(
+                    f"steps[{index}].{field}: {expression!r} reads "
+                    f"{', '.join(unknown)}, which {step.kind}'s document does not have "
+                    f"(it has: {', '.join(roots)}); it will be null"
+                )
+    return warnings
 
 
 @lru_cache(maxsize=64)
@@ -147,7 +221,7 @@ def validate_definition(raw: object) -> GateDefinition:
                 parsed.append(parse_step(item, index))
             except DefinitionError as exc:
                 errors.extend(exc.errors)
-                parsed.append(_placeholder(index))
+                parsed.append(_placeholder(index, item))
         data["steps"] = parsed
     try:
         definition = GateDefinition.model_validate(data)
@@ -160,11 +234,47 @@ def validate_definition(raw: object) -> GateDefinition:
     return definition
 
 
-def _placeholder(index: int) -> Step:
+class _Unparsed(Step):
     """Stands in for an invalid step so the rest of the definition is still checked."""
-    from orchestrator.steps.wait import WaitStep
 
-    return WaitStep(name=f"__invalid_step_{index}", wait=1.0)
+    kind: ClassVar[str] = "invalid"
+
+
+def _placeholder(index: int, raw: object = None) -> Step:
+    """An invalid step, under its own name when it has a usable one (so that references to
+    it are not reported as well)."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not (isinstance(name, str) and _STEP_NAME.fullmatch(name)):
+        name = f"__invalid_step_{index}"
+    return _Unparsed(name=name)
+
+
+_STEP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _named_steps(expression: str) -> list[str]:
+    """The step names `steps.X` in a JMESPath expression over the run context."""
+    return [path[1] for path in reads(expression) if len(path) > 1 and path[0] == "steps"]
+
+
+def _no_step(definition: GateDefinition) -> str:
+    known = ", ".join(step.name for step in definition.steps)
+    return f"which the gate does not have (steps: {known})"
+
+
+def _templates(value: object, path: str) -> list[tuple[str, str]]:
+    """Every `${...}` expression inside a step's fields, with the field's path."""
+    if isinstance(value, dict):
+        return [
+            found
+            for key, inner in value.items()
+            for found in _templates(inner, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(value, list):
+        return [
+            found for i, inner in enumerate(value) for found in _templates(inner, f"{path}[{i}]")
+        ]
+    return [(path, expression) for expression in placeholders(value)]
 
 
 def _format(error: ErrorDetails, prefix: tuple[str | int, ...] = ()) -> str:

@@ -26,7 +26,7 @@ from orchestrator.exceptions import FailureType
 from orchestrator.expressions import TemplateError
 from orchestrator.model import Failure, RunState, RunStatus, Signals, StepState
 from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
-from orchestrator.text import format_instant
+from orchestrator.text import counted, format_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -142,7 +142,8 @@ def advance(
                 )
             else:
                 outcome = Failed(
-                    f"{outcome.message} (gave up after {failures} attempts)", outcome.failure_type
+                    f"{outcome.message} (gave up after {counted(failures, 'attempt')})",
+                    outcome.failure_type,
                 )
         if isinstance(outcome, Pending):
             step_state.detail, step_state.eta = outcome.detail, outcome.eta
@@ -215,7 +216,8 @@ def summary(definition: GateDefinition, run: RunState) -> str:
         return run.failure.message
     if run.status is RunStatus.SUCCEEDED:
         elapsed = (run.ended_at or run.started_at) - run.started_at
-        return f"all {total} steps done in {format_duration(elapsed)}"
+        done = "1 step" if total == 1 else f"all {total} steps"
+        return f"{done} done in {format_duration(elapsed)}"
     step = definition.steps[run.step_index]
     detail = run.steps[run.step_index].detail or "starting"
     return f"step {run.step_index + 1}/{total} '{step.name}': {detail}"

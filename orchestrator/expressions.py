@@ -115,3 +115,46 @@ def _evaluate(expression: str, context: Any) -> Any:
     if found is None:
         raise TemplateError(f"${{{expression.strip()}}} is null in the run context")
     return found
+
+
+_CHAINED = ("index_expression", "projection", "value_projection", "filter_projection", "flatten")
+
+
+def reads(expression: str) -> list[tuple[str, ...]]:
+    """The field paths `expression` (valid) reads from the document it is searched over:
+    `body.state == 'ok' || status` -> [("body", "state"), ("status",)]. Only the leading
+    fields of each path (what follows a projection or an index is left out)."""
+    tree: Any = jmespath.compile(expression).parsed
+    return _reads(tree)
+
+
+def _reads(node: dict[str, Any]) -> list[tuple[str, ...]]:
+    kind = node["type"]
+    if kind in ("field", "subexpression", "pipe", *_CHAINED):
+        names, _ = _chain(node)
+        return [names] if names else _reads(node["children"][0])
+    if kind in ("literal", "current", "index", "slice", "expref"):
+        return []
+    return [
+        path for child in node["children"] if child["type"] != "expref" for path in _reads(child)
+    ]
+
+
+def _chain(node: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
+    """The fields `node` reads first, in order, and whether it is exactly that path."""
+    kind = node["type"]
+    if kind == "field":
+        return (str(node["value"]),), True
+    if kind == "current":
+        return (), True
+    if kind in ("subexpression", "pipe"):
+        names: tuple[str, ...] = ()
+        for child in node["children"]:
+            more, whole = _chain(child)
+            names += more
+            if not whole:
+                return names, False
+        return names, True
+    if kind in _CHAINED:
+        return _chain(node["children"][0])[0], False
+    return (), False

@@ -1,6 +1,7 @@
 """Small text conventions shared across the package, each written once.
 
     clip(text, limit)          what CodePipeline and messages take: cut, marked with "…"
+    counted(n, noun)           "1 step", "2 steps": a count and its noun, singular or plural
     bounded(value, limit)      a step result kept in the run's item, or a marker saying its size
     json_or_text(text)         a body that may be JSON: the document, else the text itself
     b64url / unb64url          unpadded base64url (tokens, signed links)
@@ -19,6 +20,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def counted(number: int, noun: str, plural: str = "") -> str:
+    """`3 steps`, `1 step`: the noun takes an s (or `plural`) unless the number is 1."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
 def clip(text: str, limit: int) -> str:

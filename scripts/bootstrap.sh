@@ -3,12 +3,15 @@
 # tests and by `orchestrator run`), npm, which fetches DynamoDB Local once from the npm
 # registry, and Chromium with its driver (the approval page's browser test, tests/browser).
 # Installs them with apt-get when missing and allowed; says what to do otherwise.
+# `--demo` (make demo): Java and npm only; a rehearsal needs no browser.
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 command -v npm >/dev/null 2>&1 || need+=(npm)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+if [ "${1:-}" != "--demo" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -112,7 +112,21 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _stop_shared_dynamodb_local(session)
     _canaries().finish(session)
+
+
+def _stop_shared_dynamodb_local(session: pytest.Session) -> None:
+    """Commands on the embedded store leave one DynamoDB Local per data folder running for
+    the next command (`orchestrator local stop` ends it): the session ends those its tests'
+    folders started, so no JVM outlives the tests."""
+    from orchestrator.local.dynamodb_local import RECORD_NAME, stop_shared
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    for record in factory.getbasetemp().rglob(RECORD_NAME):
+        stop_shared(record.parent)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

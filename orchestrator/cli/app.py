@@ -7,6 +7,7 @@
     orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"
     orchestrator approve RUN_ID   approve a waiting approval step, as your AWS identity
     orchestrator reject RUN_ID    reject it (with a reason): the gate fails naming you
+    orchestrator local stop       stop the embedded DynamoDB Local the commands share
 
 Exit status: 0 success, 1 a failed gate, 2 an invalid definition or usage error.
 Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
@@ -14,6 +15,7 @@ Needs the `cli` extra: `pip install 'codepipeline-orchestrator[cli]'`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -21,20 +23,24 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from orchestrator import __version__
 from orchestrator.cli.view import ConsoleView, JsonView
+from orchestrator.definition import definition_warnings
 from orchestrator.durations import format_duration, parse_duration
 from orchestrator.exceptions import DefinitionError
 from orchestrator.local.gatefiles import (
     LocalArtifact,
     UsageError,
     check_gate,
-    check_reference,
+    check_user_parameters,
     fits_inline,
     local_artifacts,
     parse_pairs,
@@ -56,15 +62,59 @@ from orchestrator.local.runner import (
     rehearse,
 )
 from orchestrator.model import RunStatus
-from orchestrator.reference import Reference, read_user_parameters
-from orchestrator.text import format_instant
+from orchestrator.text import counted, format_instant
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from orchestrator.model import RunRecord
+    from orchestrator.ports import RunStore
+
+
+def _flags_as_flags(params: list[Any]) -> list[Any]:
+    """A flag (--json, --help) takes no value: no `<bool>` beside it in --help."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
 
 app = typer.Typer(
+    cls=_Group,
     help="Long-running CodePipeline gates: rehearse them locally, operate them in AWS.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"orchestrator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -85,6 +135,29 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+# The edges of the services the emulator stands in for: a value beyond them rehearses
+# something AWS would refuse (a Lambda function times out after 15 minutes at most).
+_TIMEOUT_LIMITS = {
+    "--lambda-timeout": (900.0, "Lambda's maximum function timeout (15 minutes)"),
+    "--reply-timeout": (1200.0, "CodePipeline's 20 minutes for a job's reply"),
+    "--action-timeout": (86400.0, "CodePipeline's 24-hour limit for a Lambda invoke action"),
+}
+
+
+def _timeout(text: str, option: str) -> float:
+    """A duration for one of `run`'s timeouts, within what AWS allows; else exit 2."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    most, what = _TIMEOUT_LIMITS[option]
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text}: a timeout must be more than 0s", param_hint=option)
+    if seconds > most:
+        raise typer.BadParameter(f"{text} is more than {what}", param_hint=option)
+    return seconds
 
 
 def _console() -> Console:
@@ -108,10 +181,10 @@ def _load(path: Path, args: dict[str, str], artifacts: dict[str, LocalArtifact])
     """The file as a pipeline; a bare gate file becomes a one-action pipeline that inlines it
     when it fits in UserParameters, else references it in an input artifact of its own."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
-    document = load_document(text)
+    document = load_document(data)  # PipelineError: not UTF-8, nested too deeply, not JSON/YAML
     if looks_like_pipeline(document):
         if args:
             raise UsageError("--args: only for a gate file (a pipeline's actions carry theirs)")
@@ -183,13 +256,27 @@ def run(
     ],
     speed: Annotated[float, typer.Option(min=0.001, help="Run the clock N times faster.")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON events.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Show only transitions: actions starting and finishing, status changes.",
+        ),
+    ] = False,
     reinvoke_delay: Annotated[str, typer.Option(help="Delay between rounds.")] = "2s",
     duplicates: Annotated[
         str, typer.Option(help="Deliver each job: none, sequential (twice), concurrent.")
     ] = "none",
-    lambda_timeout: Annotated[str, typer.Option(help="The function's timeout.")] = "5m",
-    reply_timeout: Annotated[str, typer.Option(help="CodePipeline's reply rule.")] = "20m",
-    action_timeout: Annotated[str, typer.Option(help="CodePipeline's action limit.")] = "24h",
+    lambda_timeout: Annotated[
+        str, typer.Option(help="The function's timeout (at most 15m, Lambda's maximum).")
+    ] = "5m",
+    reply_timeout: Annotated[
+        str, typer.Option(help="CodePipeline's wait for a job's reply (at most 20m).")
+    ] = "20m",
+    action_timeout: Annotated[
+        str, typer.Option(help="CodePipeline's limit for the whole action (at most 24h).")
+    ] = "24h",
     table: TableOpt = DEFAULT_TABLE,
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
@@ -223,19 +310,24 @@ def run(
     options = RehearsalOptions(
         artifacts={name: a.data for name, a in loaded.artifacts.items()},
         reinvoke_delay=_duration(reinvoke_delay),
-        lambda_timeout=_duration(lambda_timeout),
+        lambda_timeout=_timeout(lambda_timeout, "--lambda-timeout"),
         duplicates=duplicates,  # type: ignore[arg-type]  # checked above
-        reply_timeout=_duration(reply_timeout),
-        action_timeout=_duration(action_timeout),
+        reply_timeout=_timeout(reply_timeout, "--reply-timeout"),
+        action_timeout=_timeout(action_timeout, "--action-timeout"),
     )
-    view = JsonView() if json_output else ConsoleView(console, speed)
-    with LocalStack(
-        table_name=table,
-        dynamodb_endpoint=dynamodb_endpoint,
-        data_dir=data_dir,
-        clock=VirtualClock(speed),
-        approvals=approvals,
-    ) as stack:
+    view = _noting_rehearsals(
+        JsonView() if json_output else ConsoleView(console, speed, quiet=quiet), data_dir, speed
+    )
+    with (
+        _exit_on_termination(),
+        LocalStack(
+            table_name=table,
+            dynamodb_endpoint=dynamodb_endpoint,
+            data_dir=data_dir,
+            clock=VirtualClock(speed),
+            approvals=approvals,
+        ) as stack,
+    ):
         assert stack.store_info is not None
         view(
             {
@@ -266,6 +358,30 @@ def run(
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP (`kill PID`, a closed terminal) end the command as Ctrl-C does:
+    through the stack's exit, which stops everything it started (the data folder's shared
+    DynamoDB Local excepted, by design: `orchestrator local stop`). Exit status 128+N."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, terminate) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _invalid(console: Console, file: Path, exc: Exception, json_output: bool) -> NoReturn:
     errors = exc.errors if isinstance(exc, DefinitionError) else [str(exc)]
     if json_output:
@@ -286,23 +402,33 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A gate file (JSON/YAML) or a pipeline.")],
     args: ArgsOpt = None,
     artifact: ArtifactOpt = None,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document: file, valid, errors, notes."),
+    ] = False,
 ) -> None:
     """Check a gate file (against --args) or every gate of a pipeline; exit 2 listing every
     problem. Inline UserParameters are read exactly as the Lambda reads them."""
     console = _console()
     arg_map, artifacts = _options(args, artifact)
     notes: list[str] = []
+    warnings: list[str] = []
     try:
         loaded = _load(file, arg_map, artifacts)
+        if loaded.bare:
+            warnings.extend(definition_warnings(check_gate(read_gate_file(file)[0], arg_map, "")))
         errors: list[str] = []
         for action in [] if loaded.bare else loaded.pipeline.actions:
             if action.is_lambda_invoke:
                 where = f"{action.stage}/{action.name}"
+                found: list[str] = []
                 try:
-                    note = _check_action(action, artifacts)
+                    note = _check_action(action, artifacts, found)
                 except DefinitionError as exc:
                     errors.extend(f"{where}: {line}" for line in exc.errors)
                     continue
+                finally:
+                    warnings.extend(f"{where}: {line}" for line in found)
                 if note:
                     notes.append(f"{where}: {note}")
         if errors:
@@ -310,32 +436,152 @@ def validate(
     except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
     except (DefinitionError, PipelineError) as exc:
-        _invalid(console, file, exc, json_output=False)
+        if json_output:
+            errors = exc.errors if isinstance(exc, DefinitionError) else [str(exc)]
+            _print_validation(file, errors, notes, warnings)
+            raise typer.Exit(EXIT_INVALID) from None
+        try:
+            _invalid(console, file, exc, json_output=False)
+        finally:  # under the errors; warnings alone never change the exit status
+            _print_warnings(console, warnings)
+    if json_output:
+        _print_validation(file, [], ([loaded.note] if loaded.note else []) + notes, warnings)
+        return
     if loaded.bare:
         console.print(f"[green]{file}: valid gate[/] ({loaded.note})")
     else:
-        console.print(f"[green]{file}: valid pipeline ({len(loaded.pipeline.actions)} actions)[/]")
+        actions = counted(len(loaded.pipeline.actions), "action")
+        console.print(f"[green]{file}: valid pipeline ({actions})[/]")
+    _print_warnings(console, warnings)
     for note in notes:
         console.print(f"  {note}", markup=False)
 
 
-def _check_action(action: Action, artifacts: dict[str, LocalArtifact]) -> str:
-    """Check one Lambda invoke action's UserParameters; a note on what was not checked."""
+def _print_warnings(console: Console, warnings: list[str]) -> None:
+    for line in warnings:
+        console.print(f"  [yellow]warning:[/] {escape(line)}")
+
+
+def _print_validation(
+    file: Path, errors: list[str], notes: list[str], warnings: list[str] | None = None
+) -> None:
+    """`validate --json`: one document, whether the file is valid or not."""
+    document = {"file": str(file), "valid": not errors, "errors": errors, "notes": notes}
+    print(json.dumps({**document, "warnings": warnings or []}))
+
+
+def _check_action(
+    action: Action, artifacts: dict[str, LocalArtifact], warnings: list[str] | None = None
+) -> str:
+    """Check one Lambda invoke action's UserParameters as the handler reads them (with
+    stand-ins for `#{...}` variables); a note on what was not checked, `warnings` added."""
     text = action.configuration.get("UserParameters")
     if text is None:
         raise DefinitionError(["UserParameters: missing; expected a gate or a reference"])
-    if "#{" in text:
-        return "uses #{...} variables: checked when they resolve (orchestrator run)"
-    spec = read_user_parameters(text)
-    if isinstance(spec, Reference):
-        return check_reference(spec, artifacts, action.input_artifacts)
-    return ""
+    found: list[str] = [] if warnings is None else warnings
+    return check_user_parameters(text, artifacts, action.input_artifacts, found)
 
 
 def _stack(table: str, endpoint: str | None, data_dir: Path) -> LocalStack:
     return LocalStack(
         table_name=table, dynamodb_endpoint=endpoint, data_dir=data_dir, with_codepipeline=False
     )
+
+
+@contextlib.contextmanager
+def _reachable(endpoint: str | None) -> Iterator[None]:
+    """DynamoDB unreachable (or refusing) while the block runs: one line naming the endpoint,
+    exit 1, instead of botocore's traceback."""
+    from botocore.exceptions import BotoCoreError
+
+    from orchestrator.exceptions import StoreUnavailable
+
+    try:
+        yield
+    except (BotoCoreError, StoreUnavailable) as exc:
+        where = f"DynamoDB at {endpoint}" if endpoint else "the embedded DynamoDB Local"
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, BotoCoreError):
+            cause = getattr(cause, "cause", None) or cause.__cause__  # pynamodb keeps `cause`
+        line = f"cannot reach {where}: {cause}" if cause else f"{where}: {exc}"
+        _console().print(line, style="red", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+_PREFIX_SEARCH = 1000  # as many as `runs --limit` lists: any id it shows, however cut, resolves
+
+
+def _find(store: RunStore, run_id: str, table: str) -> tuple[str, RunRecord]:
+    """The run named `run_id`, else the one recent run whose id starts with it (`runs` cuts
+    ids to fit the terminal). Unknown: exit 1; a prefix of several: exit 2 listing them."""
+    record = store.load(run_id)
+    if record is not None:
+        return run_id, record
+    ids = {r.run_id for r in store.recent(None, _PREFIX_SEARCH) if r.run_id.startswith(run_id)}
+    matches = sorted(ids)
+    console = _console()
+    if len(matches) == 1:
+        found = store.load(matches[0])
+        if found is not None:
+            return matches[0], found
+    if len(matches) > 1:
+        console.print(
+            f"run id {run_id!r} is ambiguous: {len(matches)} runs in table {table} start with "
+            "it; give more of the id:",
+            style="red",
+            markup=False,
+        )
+        for match in matches[:10]:
+            console.print(f"  {match}", markup=False)
+        if len(matches) > 10:
+            console.print(f"  and {len(matches) - 10:,} more", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    console.print(
+        f"run {run_id} is not in the runs table ({table}): no run has this id, nor does "
+        f"the id of one of its {_PREFIX_SEARCH:,} most recently updated runs start with it",
+        style="red",
+        markup=False,
+    )
+    raise typer.Exit(EXIT_FAILED)
+
+
+# Runs rehearsed with --speed other than 1 carry times on the virtual clock (hours ahead of
+# this machine's): `run` notes their ids here, under --data-dir, so `status` and `runs` say so.
+_REHEARSAL_CLOCKS = "rehearsal-clocks.json"
+_REHEARSALS_KEPT = 1000
+
+
+def _rehearsal_speeds(data_dir: Path) -> dict[str, float]:
+    """Run id -> the speed of the clock it was rehearsed on (only speeds other than 1)."""
+    try:
+        known = json.loads((data_dir / _REHEARSAL_CLOCKS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _noting_rehearsals(view: Callable[[Any], None], data_dir: Path, speed: float) -> Any:
+    """`view`, noting each run id it shows when the clock is not real time."""
+    noted: set[str] = set()
+
+    def note_then_show(event: Any) -> None:
+        run_id = event.get("run_id")
+        if speed != 1 and isinstance(run_id, str) and run_id and run_id not in noted:
+            noted.add(run_id)
+            known = _rehearsal_speeds(data_dir)
+            known.pop(run_id, None)
+            known[run_id] = speed
+            with contextlib.suppress(OSError):  # a label lost, never a rehearsal
+                data_dir.mkdir(parents=True, exist_ok=True)
+                kept = dict(list(known.items())[-_REHEARSALS_KEPT:])
+                (data_dir / _REHEARSAL_CLOCKS).write_text(json.dumps(kept))
+        view(event)
+
+    return note_then_show
+
+
+def _clock_label(speed: float | None) -> str:
+    return f" (rehearsal clock, {speed:g}x real time)" if speed else ""
 
 
 def _when(epoch: float | None) -> str:
@@ -350,21 +596,21 @@ def status(
     table: TableOpt = DEFAULT_TABLE,
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
-    """One run: its steps, timings, current token age, approvers' decisions, last summary."""
+    """One run: its steps, timings, current token age, approvers' decisions, last summary.
+    RUN_ID may be the start of a run id, when one recent run's id starts with it."""
     console = _console()
-    with _stack(table, dynamodb_endpoint, data_dir) as stack:
-        record = stack.store().load(run_id)
-    if record is None:
-        console.print(f"[red]run {run_id} not found in table {table}[/]")
-        raise typer.Exit(EXIT_FAILED)
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        run_id, record = _find(stack.store(), run_id, table)
     state = record.state
+    speed = _rehearsal_speeds(data_dir).get(run_id)
     if json_output:
         print(
             json.dumps(
                 {
                     "run_id": run_id,
+                    "rehearsal_speed": speed,
                     "status": state.status.value,
                     "version": record.version,
                     "summary": record.last_answer.summary,
@@ -387,11 +633,15 @@ def status(
     )
     console.print(
         f"started {_when(state.started_at)}, deadline {_when(state.deadline)}, "
-        f"ended {_when(state.ended_at)}"
+        f"ended {_when(state.ended_at)}{_clock_label(speed)}"
+    )
+    advanced = (
+        f"at {_when(record.updated_at)}{_clock_label(speed)}"
+        if speed
+        else f"{format_duration(time.time() - record.updated_at)} ago"
     )
     console.print(
-        f"last advanced {format_duration(time.time() - record.updated_at)} ago "
-        f"(version {record.version}, by job {record.last_job_id})"
+        f"last advanced {advanced} (version {record.version}, by job {record.last_job_id})"
     )
     if record.pin is not None:
         pin = record.pin
@@ -406,6 +656,7 @@ def status(
     else:
         console.print("definition: inline (UserParameters)")
     steps = Table("#", "step", "kind", "state", "started", "finished", "polls", "detail")
+    steps.caption = f"times on the rehearsal clock ({speed:g}x real time)" if speed else None
     for index, step in enumerate(state.steps):
         phase = "done" if step.finished_at else "running" if step.started_at else "pending"
         if state.status is RunStatus.FAILED and index == state.step_index:
@@ -456,27 +707,35 @@ def runs(
     state: Annotated[
         str | None, typer.Option("--status", help="RUNNING, SUCCEEDED or FAILED.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many runs.")] = 20,
     table: TableOpt = DEFAULT_TABLE,
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """Recent runs, newest first (a query on the by-status index, never a scan)."""
     try:
         wanted = RunStatus(state.upper()) if state else None
     except ValueError:
         raise typer.BadParameter("RUNNING, SUCCEEDED or FAILED", param_hint="--status") from None
-    with _stack(table, dynamodb_endpoint, data_dir) as stack:
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
         found = stack.store().recent(wanted, limit)
     if json_output:
         print(json.dumps([r.model_dump(mode="json") for r in found]))
         return
     listing = Table("run id", "status", "created", "updated", "summary")
+    speeds = _rehearsal_speeds(data_dir)
     for r in found:
+        mark = " *" if r.run_id in speeds else ""
         listing.add_row(
-            r.run_id, r.status.value, _when(r.created_at), _when(r.updated_at), r.summary
+            r.run_id,
+            r.status.value,
+            _when(r.created_at) + mark,
+            _when(r.updated_at) + mark,
+            r.summary,
         )
+    if any(r.run_id in speeds for r in found):
+        listing.caption = "* on a rehearsal clock (orchestrator run --speed): not real time"
     _console().print(listing)
 
 
@@ -488,11 +747,14 @@ def cancel(
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Request cancellation: the run's next tick fails its job with "cancelled by <who>"."""
+    """Request cancellation: the run's next tick fails its job with "cancelled by <who>".
+    RUN_ID may be the start of a run id, when one recent run's id starts with it."""
     console = _console()
-    with _stack(table, dynamodb_endpoint, data_dir) as stack:
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        store = stack.store()
+        run_id, _ = _find(store, run_id, table)
         who = by or _identity(stack)
-        done = stack.store().request_cancel(run_id, who)
+        done = store.request_cancel(run_id, who)
     if not done:
         console.print(f"[red]run {run_id} is not running (unknown or already over)[/]")
         raise typer.Exit(EXIT_FAILED)
@@ -531,8 +793,10 @@ def approve(
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Approve a waiting approval step, as your AWS identity (STS GetCallerIdentity)."""
-    _decide("approve", run_id, step, comment, _stack(table, dynamodb_endpoint, data_dir))
+    """Approve a waiting approval step, as your AWS identity (STS GetCallerIdentity).
+    RUN_ID may be the start of a run id, when one recent run's id starts with it."""
+    stack = _stack(table, dynamodb_endpoint, data_dir)
+    _decide("approve", run_id, step, comment, stack, dynamodb_endpoint)
 
 
 @app.command()
@@ -544,19 +808,29 @@ def reject(
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Reject a waiting approval step, as your AWS identity: the gate fails naming you."""
+    """Reject a waiting approval step, as your AWS identity: the gate fails naming you.
+    RUN_ID may be the start of a run id, when one recent run's id starts with it."""
     if not comment.strip():
         raise typer.BadParameter("a rejection needs a reason", param_hint="--comment")
-    _decide("reject", run_id, step, comment, _stack(table, dynamodb_endpoint, data_dir))
+    stack = _stack(table, dynamodb_endpoint, data_dir)
+    _decide("reject", run_id, step, comment, stack, dynamodb_endpoint)
 
 
-def _decide(decision: str, run_id: str, step: str | None, comment: str, stack: LocalStack) -> None:
+def _decide(
+    decision: str,
+    run_id: str,
+    step: str | None,
+    comment: str,
+    stack: LocalStack,
+    endpoint: str | None,
+) -> None:
     """Record the decision of the caller's STS identity; exit 1 when it is refused."""
     from orchestrator.approval.decide import Refused, decide
 
     console = _console()
     principal = _caller_principal(console)  # before the stack: it may set local credentials
-    with stack:
+    with _reachable(endpoint), stack:
+        run_id, _ = _find(stack.store(), run_id, stack.table_name)
         try:
             found, counted = decide(
                 stack.store(),
@@ -591,8 +865,11 @@ def _caller_principal(console: Console) -> str:
     try:
         arn: str = boto3.client("sts").get_caller_identity()["Arn"]
     except (BotoCoreError, ClientError) as exc:
+        why = type(exc).__name__
+        if isinstance(exc, BotoCoreError):  # its message names the endpoint it could not reach
+            why += f": {exc}"
         console.print(
-            f"cannot tell who you are: STS GetCallerIdentity failed ({type(exc).__name__})",
+            f"cannot tell who you are: STS GetCallerIdentity failed ({why})",
             style="red",
             markup=False,
         )
@@ -601,6 +878,61 @@ def _caller_principal(console: Console) -> str:
 
 
 # endregion
+
+# region local
+
+
+local_app = typer.Typer(
+    help="The data folder's DynamoDB Local: started once by the first command that needs "
+    "it, then shared by later ones (recorded in DATA_DIR/dynamodb-local.json).",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("status")
+def local_status(data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
+    """Whether the data folder's DynamoDB Local runs (exit 1 when it does not)."""
+    from orchestrator.local import dynamodb_local
+
+    server = dynamodb_local.shared_status(data_dir)
+    if server is None:
+        print(f"DynamoDB Local is not running for {data_dir}")
+        raise typer.Exit(EXIT_FAILED)
+    print(
+        f"DynamoDB Local is running for {data_dir}: pid {server.pid}, "
+        f"{server.endpoint_url}, since {format_instant(server.started_at, 'seconds')}"
+    )
+
+
+@local_app.command("stop")
+def local_stop(data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
+    """Stop the data folder's DynamoDB Local (its data stays; the next command starts it)."""
+    from orchestrator.local import dynamodb_local
+
+    server = dynamodb_local.stop_shared(data_dir)
+    if server is None:
+        print(f"DynamoDB Local was not running for {data_dir}")
+        return
+    print(f"stopped DynamoDB Local for {data_dir} (pid {server.pid}, port {server.port})")
+
+
+# endregion
+
+
+def _use_flag_display(typer_app: typer.Typer) -> None:
+    """Every command (and sub-group) shows flags as flags (see `_flags_as_flags`)."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            if not isinstance(group.cls, type) or group.cls is TyperGroup:  # a placeholder
+                group.cls = _Group
+            _use_flag_display(group.typer_instance)
+
+
+_use_flag_display(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -11,6 +11,7 @@ from rich.table import Table
 from orchestrator.definition import parse_definition
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import DefinitionError
+from orchestrator.text import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,13 +30,20 @@ _COUNTDOWN = re.compile(r": next check in \S+$")
 
 
 class ConsoleView:
-    """Round-by-round progress, like the CodePipeline console's action details."""
+    """Round-by-round progress, like the CodePipeline console's action details.
 
-    def __init__(self, console: Console, speed: float) -> None:
+    `quiet`: only the transitions (an action starting or finishing, a round whose status
+    differs from the round before), not every round whose summary changed.
+    """
+
+    def __init__(self, console: Console, speed: float, *, quiet: bool = False) -> None:
         self.console = console
         self.speed = speed
+        self.quiet = quiet
         self.timeout = 0.0
         self.last_shown = ""
+        self.last_status = ""
+        self.last_percent = 0
         self.quiet_rounds = 0
 
     def __call__(self, event: Event) -> None:
@@ -56,20 +64,28 @@ class ConsoleView:
             self.timeout = parse_definition(e["user_parameters"]).timeout
         except DefinitionError:
             self.timeout = 0.0
+        self.last_shown, self.last_status, self.last_percent, self.quiet_rounds = "", "", 0, 0
         ns = f" (namespace {e['namespace']})" if e.get("namespace") else ""
         self.console.rule(f"{e['stage']} / {e['action']}{ns}")
 
     def _round(self, e: Event) -> None:
         summary = str(e["summary"])
         stable = _COUNTDOWN.sub("", summary)
-        if stable == self.last_shown and e["status"] == "InProgress":
+        # a failed answer carries no percentComplete: the bar stays where it was
+        if e["percent"] is not None:
+            self.last_percent = int(e["percent"])
+        transition = e["status"] != self.last_status
+        self.last_status = e["status"]
+        unchanged = stable == self.last_shown and e["status"] == "InProgress"
+        if not transition and (self.quiet or unchanged):
             self.quiet_rounds += 1
             return
         self.last_shown = stable
-        percent = e["percent"] if e["percent"] is not None else 0
+        percent = self.last_percent
         bar = "█" * (percent // 5) + "░" * (20 - percent // 5)
         remaining = max(0.0, self.timeout - e["elapsed"]) if self.timeout else 0.0
-        quiet = f" (+{self.quiet_rounds} idle)" if self.quiet_rounds else ""
+        skipped = "not shown" if self.quiet else "idle"
+        quiet = f" (+{self.quiet_rounds} {skipped})" if self.quiet_rounds else ""
         self.quiet_rounds = 0
         self.console.print(
             f"round {e['round']:>4}{quiet}  job {e['job_id'][:8]}  {bar} {percent:>3}%  "
@@ -99,7 +115,7 @@ class ConsoleView:
         if e["status"] == "Succeeded":
             rounds = e.get("rounds", 0)
             self.console.print(
-                f"[green]{where} succeeded[/] after {rounds} rounds, "
+                f"[green]{where} succeeded[/] after {counted(rounds, 'round')}, "
                 f"{format_duration(e.get('elapsed', 0))} of pipeline time"
             )
             if e.get("outputs"):

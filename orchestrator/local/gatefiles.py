@@ -8,12 +8,16 @@ line. `--artifact Name=PATH` (a folder or a zip) stands in for an input artifact
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.definition import definition_warnings
 from orchestrator.exceptions import DefinitionError
 from orchestrator.reference import (
     MAX_INLINE_CHARS,
@@ -21,6 +25,7 @@ from orchestrator.reference import (
     Reference,
     expand,
     load_document,
+    read_user_parameters,
 )
 
 if TYPE_CHECKING:
@@ -119,11 +124,15 @@ def zip_folder(folder: Path) -> bytes:
 
 
 def check_reference(
-    reference: Reference, artifacts: dict[str, LocalArtifact], inputs: list[str] | None
+    reference: Reference,
+    artifacts: dict[str, LocalArtifact],
+    inputs: list[str] | None,
+    warnings: list[str] | None = None,
 ) -> str:
     """Check a referenced gate offline where it can be; return a note saying what was done.
 
-    `inputs`: the action's declared input artifacts (None: a bare gate, anything goes)."""
+    `inputs`: the action's declared input artifacts (None: a bare gate, anything goes);
+    `warnings` gets what is suspicious in the gate without being an error."""
     ref = reference.ref
     what = f"gate {ref}"
     if ref.kind != "artifact":
@@ -143,5 +152,119 @@ def check_reference(
             [f"{what}: {artifact.source} has no file {ref.path!r} (it has: {listing})"]
         )
     document = load_document(data, ref.path, what)
-    check_gate(document, reference.arg_map, what)
+    definition = check_gate(document, reference.arg_map, what)
+    if warnings is not None:
+        warnings.extend(f"{what}: {line}" for line in definition_warnings(definition))
     return f"{what}: checked against {artifact.source}"
+
+
+# region UserParameters with CodePipeline variables
+
+_VARIABLE = re.compile(r"#\{([A-Za-z0-9@_\-]+\.[A-Za-z0-9@_\-]+)\}")
+"""`#{Namespace.Variable}`: CodePipeline substitutes it, as text, before the function runs."""
+
+
+def check_user_parameters(
+    text: str, artifacts: dict[str, LocalArtifact], inputs: list[str], warnings: list[str]
+) -> str:
+    """Check an action's UserParameters exactly as the handler reads them; return a note.
+
+    `#{Namespace.Variable}` is replaced by a neutral stand-in first (a word, valid inside a
+    JSON string); errors that only the stand-in can cause (it used as a duration, say) go to
+    `warnings`, every other one is raised. Suspicious but valid gates add `warnings` too."""
+    stood = _StandIns.of(text)
+    try:
+        note = _check_parameters(stood.text, artifacts, inputs, warnings)
+    except DefinitionError as exc:
+        if not stood.by:
+            raise
+        certain = [line for line in exc.errors if not stood.caused(line)]
+        warnings.extend(
+            f"{line} (with a stand-in for {stood.named(line)}: checked once it resolves)"
+            for line in exc.errors
+            if stood.caused(line)
+        )
+        if certain:
+            raise DefinitionError(certain) from None
+        note = ""
+    return "; ".join(part for part in (stood.note(), note) if part)
+
+
+def _check_parameters(
+    text: str, artifacts: dict[str, LocalArtifact], inputs: list[str], warnings: list[str]
+) -> str:
+    spec = read_user_parameters(text)
+    if isinstance(spec, Reference):
+        return check_reference(spec, artifacts, inputs, warnings)
+    warnings.extend(definition_warnings(spec))
+    return ""
+
+
+@dataclass(frozen=True)
+class _StandIns:
+    """UserParameters with every `#{...}` replaced, and where the stand-ins went."""
+
+    original: str
+    text: str
+    by: dict[str, str]
+    """Stand-in by variable, e.g. {"Build.Version": "pipeline-variable-1"}."""
+    paths: dict[str, set[str]]
+    """Field paths (as errors name them) of the strings holding a stand-in: their variables."""
+
+    @classmethod
+    def of(cls, original: str) -> _StandIns:
+        by: dict[str, str] = {}
+
+        def stand_in(match: re.Match[str]) -> str:
+            return by.setdefault(match.group(1), f"pipeline-variable-{len(by) + 1}")
+
+        text = _VARIABLE.sub(stand_in, original)
+        paths: dict[str, set[str]] = {}
+        if by:
+            with contextlib.suppress(ValueError):  # a variable outside a string: see caused()
+                _holding(json.loads(text), "", by, paths)
+        return cls(original, text, by, paths)
+
+    def caused(self, line: str) -> bool:
+        """Whether only the stand-ins can have caused this error."""
+        if line.startswith("UserParameters: not valid JSON"):
+            try:  # a variable outside a JSON string, e.g. "timeout": #{Vars.Timeout}
+                json.loads(_VARIABLE.sub("0", self.original))
+            except ValueError:
+                return False
+            return True
+        return bool(self._variables(line))
+
+    def named(self, line: str) -> str:
+        names = sorted(self._variables(line)) or sorted(self.by)
+        return ", ".join(f"#{{{name}}}" for name in names)
+
+    def _variables(self, line: str) -> set[str]:
+        found = {name for name, token in self.by.items() if token in line}
+        path = line.partition(": ")[0]
+        for held, names in self.paths.items():
+            if path == held or path.startswith((f"{held}.", f"{held}[")):
+                found |= names
+        return found
+
+    def note(self) -> str:
+        if not self.by:
+            return ""
+        stood = ", ".join(f"#{{{name}}} as {token!r}" for name, token in self.by.items())
+        return f"checked with stand-ins for CodePipeline variables: {stood}"
+
+
+def _holding(value: Any, path: str, by: dict[str, str], paths: dict[str, set[str]]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _holding(inner, f"{path}.{key}" if path else str(key), by, paths)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _holding(inner, f"{path}[{index}]", by, paths)
+    elif isinstance(value, str):
+        names = {name for name, token in by.items() if token in value}
+        if names:
+            paths[path or "UserParameters"] = names
+
+
+# endregion

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.exceptions import DefinitionError
-from orchestrator.reference import check_inline_length
+from orchestrator.reference import MAX_DEPTH, check_inline_length
 
 LAMBDA_INVOKE = ("Invoke", "AWS", "Lambda", "1")
 _VARIABLE = re.compile(r"#\{([A-Za-z0-9@\-_]+)\.([A-Za-z0-9@\-_]+)\}")
@@ -60,8 +60,42 @@ def _run_order(action: Action) -> int:
     return action.run_order
 
 
-def load_document(text: str) -> Any:
-    """JSON, or YAML (CloudFormation's short tags in their long forms)."""
+def load_document(data: bytes | str) -> Any:
+    """JSON, or YAML (CloudFormation's short tags in their long forms), from UTF-8 bytes.
+
+    PipelineError, not a traceback, for text that is not UTF-8 (as the Lambda reads gate
+    files) and for nesting deeper than a gate may be (MAX_DEPTH, RecursionError included)."""
+    text = _utf8(data) if isinstance(data, bytes) else data
+    try:
+        document = _parse(text)
+    except RecursionError:
+        raise PipelineError(f"nested too deeply (at most {MAX_DEPTH} levels)") from None
+    deepest, stack = 0, [(document, 1)]
+    while stack and deepest <= MAX_DEPTH:  # iterative: a deep document cannot overflow here
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    if deepest > MAX_DEPTH:
+        raise PipelineError(f"nested more than {MAX_DEPTH} levels deep")
+    return document
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        bom = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        hint = "a UTF-16 byte-order mark; " if bom else ""
+        raise PipelineError(
+            f"not UTF-8 text (byte {exc.start}: {hint}save it as UTF-8, "
+            "which is how the Lambda reads gate files)"
+        ) from None
+
+
+def _parse(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:

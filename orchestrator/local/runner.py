@@ -159,17 +159,20 @@ class LocalStack:
 
         self._local_credentials()
         if dynamodb_local.java() is not None:
-            server = dynamodb_local.DynamoDBLocal(db_path=(self.data_dir / "dynamodb").resolve())
-            server.start()
-            self._stops.append(server.stop)
+            # Deliberately not stopped with the stack: the data folder's server, shared by
+            # later commands (recorded in <data>/dynamodb-local.json; `orchestrator local
+            # stop` ends it).
+            server = dynamodb_local.shared(self.data_dir)
             self._set_env("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url)
-            self._ensure_table()
+            if self.table_name not in server.tables:  # a quarter second saved per command
+                self._ensure_table()
+                dynamodb_local.note_table(self.data_dir, server, self.table_name)
             where = self.data_dir / "dynamodb"
             return StoreInfo(
                 "dynamodb-local",
                 server.endpoint_url,
                 True,
-                f"DynamoDB Local (embedded; data in {where})",
+                f"DynamoDB Local (embedded, pid {server.pid}; data in {where})",
             )
         url = self._start_moto()
         self._set_env("AWS_ENDPOINT_URL_DYNAMODB", url)

@@ -26,6 +26,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.text import counted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -119,7 +120,8 @@ class AlarmsStep(Step):
             return Done(result)
         end = since + window
         return Pending(
-            f"{len(alarms)} alarms OK for {format_duration(ok_for)} of {format_duration(window)}",
+            f"{counted(len(alarms), 'alarm')} OK for {format_duration(ok_for)} "
+            f"of {format_duration(window)}",
             next_check=min(ctx.now + self.interval, end),
             eta=end,
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.expressions import Expression, search, truthy
+from orchestrator.expressions import Expression, reads, search, truthy
 from orchestrator.secrets import (
     SecretRef,
     SecretUnavailable,
@@ -33,7 +33,7 @@ from orchestrator.steps._base import (
     Step,
     StepContext,
 )
-from orchestrator.text import bounded, json_or_text
+from orchestrator.text import bounded, clip, counted, json_or_text
 
 if TYPE_CHECKING:
     from orchestrator.model import StepState
@@ -65,6 +65,8 @@ class HttpStep(Step):
     """Poll `http.url` every `every` until `until` (default: a 2xx status); `fail_if` fails."""
 
     kind: ClassVar[str] = "http"
+    document_roots: ClassVar[tuple[str, ...]] = ("status", "headers", "body")
+    """What `until` and `fail_if` see (and the result): checked by `orchestrator validate`."""
 
     http: HttpRequest
     until: Expression | None = None
@@ -79,7 +81,7 @@ class HttpStep(Step):
         try:
             headers = resolve_headers(self.http.headers, services)
         except SecretUnavailable as exc:
-            return Pending(f"{exc}; retrying (polled {state.polls + 1} times)")
+            return Pending(f"{exc}; retrying (polled {counted(state.polls + 1, 'time')})")
         except SecretUnreadable as exc:
             return Failed(f"step '{self.name}': {exc}", exc.failure_type)
         hidden = [headers[k] for k, v in self.http.headers.items() if isinstance(v, SecretRef)]
@@ -92,7 +94,8 @@ class HttpStep(Step):
                 timeout,
             )
         except HttpError as exc:
-            return Pending(f"no response ({exc}); retrying (polled {state.polls + 1} times)")
+            polled = counted(state.polls + 1, "time")
+            return Pending(f"no response ({exc}); retrying (polled {polled})")
         document = redact(
             {
                 "status": response.status,
@@ -102,22 +105,60 @@ class HttpStep(Step):
             hidden,
         )
         if response.status >= 500:
-            return Pending(f"HTTP {response.status}; retrying (polled {state.polls + 1} times)")
+            polled = counted(state.polls + 1, "time")
+            return Pending(f"HTTP {response.status}; retrying (polled {polled})")
         if self.fail_if is not None and truthy(search(self.fail_if, document)):
             return Failed(
                 f"step '{self.name}': fail_if is true ({self.fail_if}); HTTP {response.status}"
             )
-        done = (
-            truthy(search(self.until, document))
-            if self.until is not None
-            else 200 <= response.status < 300
-        )
+        value = search(self.until, document) if self.until is not None else None
+        done = truthy(value) if self.until is not None else 200 <= response.status < 300
         if done:
             return Done(_bounded(document))
         what = "until" if self.until is not None else "a 2xx status"
+        why = f": {_why(self.until, value, document)}" if self.until is not None else ""
         return Pending(
-            f"waiting for {what} (polled {state.polls + 1} times, last HTTP {response.status})"
+            f"waiting for {what} (polled {counted(state.polls + 1, 'time')}, "
+            f"last HTTP {response.status}){why}"
         )
+
+
+MAX_SHOWN_CHARS = 80
+"""How much of a value the summary shows of what `until` read."""
+
+
+def _why(until: str, value: Any, document: dict[str, Any]) -> str:
+    """What `until` evaluated to and what it read, e.g. `until is null: body is text/html`
+    or `until false: body.state is "running"` (the document is redacted; values clipped)."""
+    said = "until false" if value is False else f"until is {_shown(value)}"
+    paths = reads(until)
+    if not paths:
+        return said
+    return f"{said}: {_at(paths[0], document)}"
+
+
+def _at(path: tuple[str, ...], document: dict[str, Any]) -> str:
+    """The value at `path` in the response document, or where the path stops."""
+    current: Any = document
+    for depth, key in enumerate(path):
+        where = ".".join(path[:depth]) or "the response"
+        if isinstance(current, str) and depth == 1 and path[0] == "body":
+            kind = document["headers"].get("content-type", "") or "text"
+            return f"body is {clip(kind.split(';')[0].strip(), 40)}, not JSON"
+        if not isinstance(current, dict):
+            return f"{where} is {_type(current)}, not an object"
+        if key not in current:
+            return f"{where} has no {clip(key, 40)!r}"
+        current = current[key]
+    return f"{'.'.join(path)} is {_shown(current)}"
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else clip(json.dumps(value), MAX_SHOWN_CHARS)
+
+
+def _type(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
 def _decode(raw: bytes, content_type: str) -> Any:

@@ -231,13 +231,16 @@ def test_embedded_store_keeps_runs_for_status(tmp_path: Path, aws_env: None) -> 
     """No endpoint given: DynamoDB Local with data under --data-dir, readable afterwards."""
     data = ["--data-dir", str(tmp_path / "data")]
     path = gate_file(tmp_path, {"steps": [{"name": "w", "wait": "1m"}]})
-    result = invoke("run", path, "--speed", "600", "--json", *data)
-    assert result.exit_code == 0, result.output
-    store = events(result.output)[0]
-    assert store["kind"] == "dynamodb-local" and store["persistent"] is True
-    run_id = events(result.output)[-1]["run_ids"][0]
-    status = invoke("status", run_id, "--json", *data)
-    assert json.loads(status.output)["status"] == "SUCCEEDED"
+    try:
+        result = invoke("run", path, "--speed", "600", "--json", *data)
+        assert result.exit_code == 0, result.output
+        store = events(result.output)[0]
+        assert store["kind"] == "dynamodb-local" and store["persistent"] is True
+        run_id = events(result.output)[-1]["run_ids"][0]
+        status = invoke("status", run_id, "--json", *data)
+        assert json.loads(status.output)["status"] == "SUCCEEDED"
+    finally:  # the data folder's server outlives the commands, by design
+        dynamodb_local.stop_shared(tmp_path / "data")
 
 
 def test_without_java_an_in_process_emulator_is_used_and_named(

@@ -111,3 +111,102 @@ def test_every_error_is_reported_at_once() -> None:
     lines = errors_of({"steps": [{"name": "a", "wait": "x"}, {"name": "b", "every": "1s"}]})
     assert len(lines) == 2
     assert lines[0].startswith("steps[0].wait") and lines[1].startswith("steps[1]:")
+
+
+@pytest.mark.parametrize(
+    ("definition", "expected"),
+    [
+        (
+            {"steps": [{"name": "bake", "wait": "1h", "timeout": "1h"}]},
+            "steps[0].wait: 1h is not shorter than the step's timeout 1h: the step can only "
+            "time out",
+        ),
+        (
+            {"steps": [{"name": "bake", "wait": "2h"}], "timeout": "1h"},
+            "steps[0].wait: 2h is not shorter than the gate's timeout 1h",
+        ),
+        (
+            {
+                "steps": [
+                    {"name": "a", "http": {"url": "https://x/${steps.b.body.id}"}},
+                    {"name": "b", "wait": "1m"},
+                ]
+            },
+            "steps[0].http.url: ${steps.b.body.id} names step 'b', a later step: only steps "
+            "that finished before it are in the run context",
+        ),
+        (
+            {"steps": [{"name": "a", "http": {"url": "https://x/${steps.a.status}"}}]},
+            "steps[0].http.url: ${steps.a.status} names step 'a', this step itself",
+        ),
+        (
+            {
+                "steps": [
+                    {"name": "a", "wait": "1m"},
+                    {"name": "b", "lambda": {"function": "f", "payload": {"x": "${steps.c}"}}},
+                ]
+            },
+            "steps[1].lambda.payload.x: ${steps.c} names step 'c', which the gate does not "
+            "have (steps: a, b)",
+        ),
+        (
+            {"steps": [{"name": "a", "wait": "1m"}], "outputs": {"Id": "steps.chnage.body.id"}},
+            "outputs.Id: names step 'chnage', which the gate does not have (steps: a)",
+        ),
+    ],
+)
+def test_gates_that_cannot_succeed_or_refer_to_nothing_are_refused(
+    definition: object, expected: str
+) -> None:
+    assert any(line.startswith(expected) for line in errors_of(definition)), errors_of(definition)
+
+
+def test_references_to_earlier_steps_and_shorter_waits_are_accepted() -> None:
+    definition = parse_definition(
+        json.dumps(
+            {
+                "steps": [
+                    {"name": "bake", "wait": "59m", "timeout": "1h"},
+                    {"name": "b", "http": {"url": "https://x/${steps.bake.waited_seconds}"}},
+                ],
+                "outputs": {"Waited": "steps.bake.waited_seconds || `0`", "Run": "run.id"},
+                "timeout": "2h",
+            }
+        )
+    )
+    assert [step.name for step in definition.steps] == ["bake", "b"]
+
+
+def test_a_reference_to_an_invalid_step_is_not_reported_twice() -> None:
+    lines = errors_of(
+        {
+            "steps": [
+                {"name": "a", "wait": "soon"},
+                {"name": "b", "http": {"url": "https://x/${steps.a.waited_seconds}"}},
+            ],
+            "outputs": {"A": "steps.a.waited_seconds"},
+        }
+    )
+    assert lines == [
+        "steps[0].wait: invalid duration 'soon' (use e.g. '30s', '10m', '1h30m', 'PT1H')"
+    ]
+
+
+def test_until_reading_what_the_document_lacks_is_a_warning_naming_the_roots() -> None:
+    from orchestrator.definition import definition_warnings
+
+    definition = parse_definition(
+        json.dumps(
+            {
+                "steps": [
+                    {"name": "a", "http": {"url": "http://x"}, "until": "bodyy.state == 'ok'"},
+                    {"name": "b", "http": {"url": "http://x"}, "fail_if": "body.state == 'no'"},
+                ]
+            }
+        )
+    )
+    assert definition_warnings(definition) == [
+        "steps[0].until: \"bodyy.state == 'ok'\" reads bodyy, which http's document does not "
+        "have (it has: status, headers, body); it will be null"
+    ]
+    assert definition_warnings(parse_definition(json.dumps(EXAMPLE))) == []

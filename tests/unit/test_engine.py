@@ -79,7 +79,7 @@ def test_http_until_fail_if_and_outputs() -> None:
     clock = ManualClock(T0)
     state = engine.start(definition, "r1", clock.now())
     for expected in (
-        "waiting for until (polled 1 times, last HTTP 200)",
+        "waiting for until (polled 1 time, last HTTP 200)",
         "HTTP 503; retrying (polled 2 times)",
         "no response (ConnectTimeoutError from http://itsm); retrying",
     ):
@@ -122,9 +122,13 @@ def test_step_timeout_and_gate_timeout() -> None:
     assert state.failure is not None
     assert state.failure.message.startswith("step 'h' timed out after 1m (last: waiting for")
 
-    definition = gate(steps=[{"name": "w", "wait": "2h"}], timeout="1h")
+    definition = gate(
+        steps=[{"name": "first", "wait": "40m"}, {"name": "w", "wait": "40m"}], timeout="1h"
+    )
     state = run(definition, engine.start(definition, "r2", clock.now()), clock)
-    clock.t += 3600
+    clock.t += 2400
+    state = run(definition, state, clock)
+    clock.t += 1200
     state = run(definition, state, clock)
     assert state.failure is not None
     assert state.failure.message.startswith("gate timed out after 1h at step 'w'")
@@ -217,10 +221,10 @@ def test_a_step_timeout_asks_the_step_first_and_an_approval_may_approve_by_timeo
         else:
             assert state.failure is not None
             assert "approval timed out after 1h" in state.failure.message
-    waiting = gate(steps=[{"name": "w", "wait": "2h", "timeout": "1h"}])
-    clock = ManualClock(T0)
-    state = run(waiting, engine.start(waiting, "r1", clock.now()), clock)
+    waiting = gate(steps=[{"name": "w", "http": {"url": "http://x"}, "timeout": "1h"}])
+    clock, http = ManualClock(T0), ScriptedHttp([json_response(404, "no")])
+    state = run(waiting, engine.start(waiting, "r1", clock.now()), clock, http)
     clock.t += 3601
-    state = run(waiting, state, clock)
+    state = run(waiting, state, clock, http)
     assert state.failure is not None
     assert state.failure.message.startswith("step 'w' timed out after 1h")

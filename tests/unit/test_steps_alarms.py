@@ -192,7 +192,7 @@ def test_a_flap_between_two_polls_restarts_the_window() -> None:
     runner.tick()
     alarms["a"].changed_at = T0 + 200  # went to ALARM and back to OK, unseen by any poll
     runner.tick(300)
-    assert runner.summary.endswith("1 alarms OK for 1m40s of 10m")
+    assert runner.summary.endswith("1 alarm OK for 1m40s of 10m")
     assert runner.tick(300).status is RunStatus.RUNNING
     assert runner.tick(200).status is RunStatus.SUCCEEDED
 

@@ -73,7 +73,19 @@ JOB = Job.model_validate({"id": "job-1", "data": {"action_configuration": {}}})
         (gate({"lambda": {"function": "f", "payload": {"e": "${pipeline}"}}}), True),
         (gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"}), True),
         (gate({"wait": "1m"}, {"Both": "join('/', [pipeline.pipelineName, run.id])"}), True),
-        (gate({"http": {"url": "https://x/${steps.a.pipeline}"}}), False),
+        (
+            parse_definition(
+                json.dumps(
+                    {
+                        "steps": [
+                            {"name": "a", "wait": "1m"},
+                            {"name": "s", "http": {"url": "https://x/${steps.a.pipeline}"}},
+                        ]
+                    }
+                )
+            ),
+            False,
+        ),
         (gate({"http": {"url": "https://x/pipeline.html"}}), False),
         (gate({"wait": "1m"}, {"Name": "'pipeline'"}), False),
     ],
@@ -122,7 +134,7 @@ EXCLUDING = {"approval": {"approvers": ["arn:aws:iam::1:user/b"], "exclude_initi
         (gate({"http": {"url": "https://x/${pipeline.trigger.type}"}}), True),
         (gate({"approval": {"approvers": ["arn:aws:iam::1:user/b"]}}), False),
         (gate({"wait": "1m"}, {"Stage": "pipeline.stage.name"}), False),
-        (gate({"wait": "1m"}, {"T": "steps.a.pipeline.trigger"}), False),
+        (gate({"wait": "1m"}, {"T": "steps.s.pipeline.trigger"}), False),
     ],
 )
 def test_only_definitions_that_exclude_the_initiator_or_read_the_trigger_need_it(

@@ -277,7 +277,10 @@ def test_http_gate_through_the_tick() -> None:
         "outputs": {"ChangeId": "steps.change.body.id"},
     }
     answer = rig.tick(job(gate))
-    assert answer.summary == "step 1/1 'change': waiting for until (polled 1 times, last HTTP 200)"
+    assert answer.summary == (
+        "step 1/1 'change': waiting for until (polled 1 time, last HTTP 200): "
+        'until false: body.state is "new"'
+    )
     rig.clock.t += 30
     answer = rig.tick(job(gate, answer.token))
     assert answer.outputs == {"ChangeId": "CHG42"}
