@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 from orchestrator import handler
 from orchestrator.approval.decide import decide
 from orchestrator.cli import app
-from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import LambdaContext
-from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
+
+    from orchestrator.clock import VirtualClock
+    from orchestrator.local.emulator import CodePipelineEmulator
 
 MOTO = "arn:aws:sts::123456789012:user/moto"
 ALICE = "arn:aws:iam::123456789012:user/alice"
@@ -72,21 +72,6 @@ class Gate:
         record = self.store.load(self.run_id)
         assert record is not None
         return record.signals.decisions.get("signoff", {})
-
-
-@pytest.fixture
-def gate(
-    table_name: str, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Gate]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
-    monkeypatch.setenv("ORCHESTRATOR_IDLE_CHECK_INTERVAL_SECONDS", "0")
-    clock = VirtualClock(speed=1)
-    with CodePipelineEmulator(clock) as emulator:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CODEPIPELINE", emulator.endpoint_url)
-        try:
-            yield Gate(emulator, clock, table_name)
-        finally:
-            handler.use(None)
 
 
 @pytest.fixture

@@ -10,16 +10,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import handler
 from orchestrator.cli import app
-from orchestrator.clock import VirtualClock
-from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.model import Answer, AnswerKind, RunRecord, RunState, RunStatus, StepState
 from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 from tests.integration.test_approval_cli import MOTO, Gate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 runner = CliRunner()
@@ -187,21 +183,6 @@ def test_a_unique_start_of_a_run_id_names_the_run(table_name: str, tmp_path: Pat
     assert after is not None and after.signals.cancel_requested_by == "alice"
     assert cli("cancel", "5f0c", "--by", "alice", *shared).exit_code == 2
     assert cli("cancel", "0000", "--by", "alice", *shared).exit_code == 1
-
-
-@pytest.fixture
-def gate(
-    table_name: str, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Gate]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
-    monkeypatch.setenv("ORCHESTRATOR_IDLE_CHECK_INTERVAL_SECONDS", "0")
-    clock = VirtualClock(speed=1)
-    with CodePipelineEmulator(clock) as emulator:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CODEPIPELINE", emulator.endpoint_url)
-        try:
-            yield Gate(emulator, clock, table_name)
-        finally:
-            handler.use(None)
 
 
 def test_approve_and_reject_take_the_start_of_a_run_id(
