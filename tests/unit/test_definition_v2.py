@@ -172,7 +172,8 @@ def test_a_v2_gate_parses_into_its_tree_and_sequences_see_their_earlier_steps() 
                              "http": {"url": "https://canary/${steps.warm.waited_seconds}"}},
                         ]},
                     ]},
-                    {"name": "signoff", "http": {"url": "https://x"}, "when": "args.tier != 'patch'"},
+                    {"name": "signoff", "http": {"url": "https://x"},
+                     "when": "args.tier != 'patch'"},
                     {"name": "report", "http": {"url": "https://r"}, "advisory": True},
                 ],
                 "on_failure": [
