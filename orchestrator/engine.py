@@ -336,16 +336,22 @@ class _Tick:
     # region guards
 
     def _guards(self, final: bool) -> Failure | None:
-        """Poll the due guards (all of them when `final`); the failure a violation means."""
+        """Poll the due guards; the failure a violation means. Once the steps are over
+        (`final`) and every guard passed at its last poll or is due, poll them all: the gate
+        succeeds in a call where every guard passed (a held guard is waited for at its own
+        `every`, not polled at every call)."""
+        at = self.now()
         for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
-            at = self.now()
             if state.status is NodeStatus.PENDING:
                 after = self.states[guard.after] if guard.after is not None else None
-                if after is not None and not after.status.settled:
-                    continue
-                state.status, state.started_at, state.next_check = _RUNNING, at, at
-            due = state.next_check is None or state.next_check <= at
-            if not (due or (final and guard.name not in self.fresh)):
+                if after is None or after.status.settled:
+                    state.status, state.started_at, state.next_check = _RUNNING, at, at
+        final = final and all(state.passing is True or _due(state, at) for state in self.run.guards)
+        for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
+            at = self.now()
+            if state.status is not _RUNNING:
+                continue
+            if not (_due(state, at) or (final and guard.name not in self.fresh)):
                 continue
             if at >= self.run.deadline:
                 raise _Stop(timed_out=True)
@@ -368,7 +374,7 @@ class _Tick:
             state.detail = "ok"
             self.fresh.add(guard.name)
         elif isinstance(outcome, Pending) and outcome.unobserved:
-            state.detail = f"not checked: {outcome.detail}"
+            state.passing, state.detail = None, f"not checked: {outcome.detail}"
             wanted = outcome.next_check if outcome.next_check is not None else wanted
         else:
             message = _unprefixed(
@@ -498,6 +504,10 @@ class _Tick:
             len(self.definition.steps),
         )
         return run
+
+
+def _due(state: StepState, at: float) -> bool:
+    return state.next_check is None or state.next_check <= at
 
 
 def _retried(step: Step, state: StepState, outcome: Outcome, at: float) -> Outcome:
@@ -683,7 +693,11 @@ def _guarded(run: RunState) -> str:
         if state.status is NodeStatus.PENDING:
             shown.append(f"{state.name} not started")
         elif state.passing is None:
-            shown.append(f"{state.name} not checked yet")
+            shown.append(
+                f"{state.name} not checked ({state.detail.removeprefix('not checked: ')})"
+                if state.polls
+                else f"{state.name} not checked yet"
+            )
         elif state.passing:
             shown.append(f"{state.name} ok")
         else:

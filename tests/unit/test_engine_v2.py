@@ -340,7 +340,7 @@ def test_a_hold_guard_delays_success_until_a_fresh_poll_passes() -> None:
     assert rig.summary.endswith("; guards: health ok, quiet ok")
 
 
-def test_a_guard_that_cannot_observe_keeps_its_verdict_and_never_passes_the_final_check() -> None:
+def test_a_guard_that_cannot_observe_is_unknown_and_never_passes_the_final_check() -> None:
     rig = Rig(
         gate(
             guards=[
@@ -360,7 +360,7 @@ def test_a_guard_that_cannot_observe_keeps_its_verdict_and_never_passes_the_fina
     assert rig.node("custom").passing is True
     rig.tick(60)  # bake over, the final poll raises: the gate waits, it does not fail
     assert rig.status() is RunStatus.RUNNING
-    assert rig.node("custom").passing is True
+    assert rig.node("custom").passing is None
     assert rig.node("custom").detail.startswith("not checked: step 'custom': tests")
     rig.tick(60)
     assert rig.status() is RunStatus.RUNNING
