@@ -35,13 +35,23 @@ def state_of(rig: Rig, result: ActionResult) -> dict[str, Any]:
     return found
 
 
+def summary_of(job: Any) -> str:
+    answer: dict[str, Any] = job.answer or {}
+    params = answer.get("params", {})
+    return str(
+        (params.get("executionDetails") or params.get("failureDetails") or {}).get("summary")
+    )
+
+
 def statuses(state: dict[str, Any]) -> dict[str, str]:
     every = [*state["steps"], *state.get("guards", []), *state.get("hooks", [])]
     return {node["name"]: node["status"] for node in every}
 
 
 def test_a_parallel_group_fails_as_soon_as_one_branch_fails(rig: Rig) -> None:
-    routes = {"/smoke": [(200, {"failed": False}), (200, {"failed": "3 of 40 checks"})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/smoke": [(200, {"failed": False}), (200, {"failed": "3 of 40 checks"})]
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -75,12 +85,15 @@ def test_a_parallel_group_fails_as_soon_as_one_branch_fails(rig: Rig) -> None:
         "probe": "abandoned",
         "after": "pending",
     }
-    summaries = [job.answer["params"]["executionDetails"]["summary"] for job in result.jobs[:-1]]
+    summaries = [summary_of(job) for job in result.jobs[:-1]]
     assert any("running: smoke (" in s and "canary/warm (waiting 30m" in s for s in summaries)
 
 
 def test_any_is_won_by_the_second_branch(rig: Rig) -> None:
-    routes = {"/ticket": [(404, {})], "/human": [(404, {}), (404, {}), (200, {"by": "bob"})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/ticket": [(404, {})],
+        "/human": [(404, {}), (404, {}), (200, {"by": "bob"})],
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -110,7 +123,9 @@ def test_any_is_won_by_the_second_branch(rig: Rig) -> None:
 
 
 def test_a_guard_that_trips_during_an_approval_wait_fails_the_gate(rig: Rig) -> None:
-    routes = {"/health": [(200, {}), (200, {}), (503, {"down": True})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/health": [(200, {}), (200, {}), (503, {"down": True})]
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -130,7 +145,9 @@ def test_a_guard_that_trips_during_an_approval_wait_fails_the_gate(rig: Rig) -> 
 
 
 def test_a_hold_guard_delays_success_until_its_fresh_final_check_passes(rig: Rig) -> None:
-    routes = {"/health": [(200, {}), (404, {}), (404, {}), (200, {})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/health": [(200, {}), (404, {}), (404, {}), (200, {})]
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -147,7 +164,7 @@ def test_a_hold_guard_delays_success_until_its_fresh_final_check_passes(rig: Rig
     # at 30m (held); at 50m (ok): success came only with a fresh pass
     assert polls == 4
     assert 50 * 60 <= result.ended_at - result.started_at < 50 * 60 + 120
-    summaries = [job.answer["params"]["executionDetails"]["summary"] for job in result.jobs]
+    summaries = [summary_of(job) for job in result.jobs]
     assert any(
         s.startswith("all 1 step over; waiting for the guards; guards: health held")
         for s in summaries
@@ -156,7 +173,10 @@ def test_a_hold_guard_delays_success_until_its_fresh_final_check_passes(rig: Rig
 
 
 def test_when_skips_and_an_advisory_failure_is_reported(rig: Rig) -> None:
-    routes = {"/report": [(200, {"published": False})], "/signoff": [(200, {})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/report": [(200, {"published": False})],
+        "/signoff": [(200, {})],
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -175,7 +195,7 @@ def test_when_skips_and_an_advisory_failure_is_reported(rig: Rig) -> None:
     outputs = result.output_variables or {}
     assert outputs["signoff"] == "skipped" and outputs["Signoff"] == "null"
     assert outputs["report"].startswith("failed: step 'report': fail_if is true")
-    final = result.jobs[-1].answer["params"]["executionDetails"]["summary"]
+    final = summary_of(result.jobs[-1])
     assert final.startswith("all 3 steps over in 2m")
     assert final.endswith("(skipped: signoff; advisory failures: report)")
     assert statuses(state_of(rig, result)) == {
@@ -187,7 +207,10 @@ def test_when_skips_and_an_advisory_failure_is_reported(rig: Rig) -> None:
 
 @pytest.mark.parametrize("mode", ["sequential", "concurrent"])
 def test_on_failure_runs_once_under_duplicate_deliveries(rig: Rig, mode: str) -> None:
-    routes = {"/smoke": [(200, {"failed": True})], "/rollback": [(200, {"rolled_back": True})]}
+    routes: dict[str, list[tuple[int, Any]]] = {
+        "/smoke": [(200, {"failed": True})],
+        "/rollback": [(200, {"rolled_back": True})],
+    }
     with RoutedStub(routes) as stub:
         result = rig.run(
             {
@@ -208,11 +231,9 @@ def test_on_failure_runs_once_under_duplicate_deliveries(rig: Rig, mode: str) ->
     assert result.failure_message == (
         "step 'smoke': fail_if is true (body.failed); HTTP 200; on_failure: rollback done"
     )
-    in_progress = [job.answer["params"] for job in result.jobs[:-1]]
+    in_progress = [summary_of(job) for job in result.jobs[:-1]]
     assert in_progress, "the failure is answered only after the hook ran"
-    assert in_progress[0]["executionDetails"]["summary"].startswith(
-        "failed: step 'smoke': fail_if is true"
-    )
+    assert in_progress[0].startswith("failed: step 'smoke': fail_if is true")
     claims = rig.item(result.jobs[0].job_id)["claims"]["M"]
     assert set(claims) == {"rollback|on_failure-0"}
 
@@ -232,7 +253,8 @@ def test_a_run_written_by_the_v1_engine_is_continued_to_success(
         document = fixture["user_parameters"]
         document["steps"][1]["http"]["url"] = f"{stub.url}/health"
         config = {"FunctionName": "orchestrator", "UserParameters": json.dumps(document)}
-        token, answers = fixture["token"], []
+        token: str | None = fixture["token"]
+        answers: list[dict[str, Any]] = []
         while token is not None and len(answers) < 5:
             job = rig.emulator.create_job(config, continuation_token=token)
             handler.lambda_handler(job.event, LambdaContext(60))
