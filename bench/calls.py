@@ -33,8 +33,11 @@ LABELS = {
 }
 
 
-def measure(stack: Stack, runs: int = 3, steps: int = 5) -> dict[str, Any]:
-    """Count every request of every tick of `runs` runs; one row per kind of tick."""
+def measure(
+    stack: Stack, runs: int = 3, steps: int = 5, user_parameters: str | None = None
+) -> dict[str, Any]:
+    """Count every request of every tick of `runs` runs (of `user_parameters`, default a
+    gate of waits); one row per kind of tick."""
     table = stack.new_table()
     seen: dict[str, list[Counter[str]]] = {kind: [] for kind in KINDS}
     flags: dict[str, set[str]] = {kind: set() for kind in KINDS}
@@ -59,7 +62,7 @@ def measure(stack: Stack, runs: int = 3, steps: int = 5) -> dict[str, Any]:
             seen[kind].append(counts)
 
         for _ in range(runs):
-            walk(stack, steps, on_tick)
+            walk(stack, steps, on_tick, user_parameters)
     rows = []
     for kind in KINDS:
         observed = seen[kind]

@@ -50,6 +50,34 @@ def gate(steps: int, step: str = "5m") -> str:
     )
 
 
+def v2_gate(steps: int, step: str = "5m") -> str:
+    """The same timing in the v2 language: `steps` parallel groups of two waits each, and a
+    guard (a python check that passes) polled every `step`, so it is due when the waits end."""
+    return json.dumps(
+        {
+            "guards": [{"name": "quiet", "python": {"callable": "bench.rig:quiet"}, "every": step}],
+            "steps": [
+                {
+                    "name": f"group-{i}",
+                    "parallel": [
+                        {"name": f"a-{i}", "wait": step},
+                        {"name": f"b-{i}", "wait": step},
+                    ],
+                }
+                for i in range(steps)
+            ],
+            "outputs": {"RunId": "run.id"},
+        }
+    )
+
+
+def quiet(context: Any) -> Any:
+    """The v2 gate's guard: a check that passes (its poll makes no AWS call)."""
+    from orchestrator.steps.python import Finish
+
+    return Finish({"quiet": True})
+
+
 GATE = gate(5)
 """The gate most sections tick: five 5-minute waits (a typical bake-and-soak)."""
 

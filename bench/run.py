@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import calls, cold, cost, overhead, reference, rehearsal, report, scale
-from bench.rig import Stack
+from bench.rig import Stack, v2_gate
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("calls", "reference", "overhead", "cold", "scale", "rehearsal")
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if "calls" in sections:
             _say("calls per tick, on the wire")
             results["calls"] = calls.measure(stack)
+            _say("calls per tick of a v2 gate (a guard, parallel groups), on the wire")
+            results["calls_v2"] = calls.measure(stack, user_parameters=v2_gate(5))
         recording_table: tuple[overhead.Recording, str] | None = None
         if sections & {"overhead", "cold"}:
             _say(f"per-tick overhead: handler vs raw boto3, {samples} samples per kind")

@@ -3,17 +3,30 @@ reached the run from outside (a cancel, approvers' decisions, steps' claims), ad
 
 It imports neither boto3 nor pynamodb (tests/architecture checks it). Steps are polled
 through their `poll()` method (which may do I/O through `ctx.services`); everything else is
-arithmetic on `RunState`.
+arithmetic on `RunState`, a state per node (step, group, guard, hook), keyed by name.
 
-One call of `advance()` polls every step that is due, in order, moving on as steps finish,
-and stops at the first step that is still pending, at a failure, at the end of the gate,
-or when the budget's `time_left()` (real seconds left in this invocation) drops below its
-`reserve`.
+One call of `advance()`, in a fixed order:
+
+1. the steps, depth first: every due step of every active branch is polled; a sequence moves
+   on as soon as a step is over (so one call can finish several), a `parallel` group ends
+   when all its branches are done (or fails, abandoning the rest, as soon as one fails), an
+   `any` group when one is done (or fails when all have failed); `when` may skip a step;
+   an `advisory` step's failure is recorded and the gate goes on;
+2. every due guard: a violation fails the gate (`on_violation: fail`) or holds it (`hold`);
+   once the steps are all over, every guard is polled again, in this call, and must pass:
+   the gate succeeds only in a call in which every guard passed;
+3. after a failure, the `on_failure` hooks, one at a time, each poll claimed once (duplicate
+   deliveries never run a hook twice); the run fails when they are over.
+
+A call stops early when the budget's `time_left()` (real seconds left in this invocation)
+drops below its `reserve`: what it did is kept, the rest is due at once.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,21 +36,32 @@ from pydantic import ValidationError
 
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
-from orchestrator.expressions import TemplateError
-from orchestrator.model import Failure, RunState, RunStatus, Signals, StepState
-from orchestrator.steps import Failed, Outcome, Pending, Step, StepContext
+from orchestrator.expressions import TemplateError, search, truthy
+from orchestrator.model import Failure, NodeStatus, RunState, RunStatus, Signals, StepState
+from orchestrator.steps import Done, Failed, Outcome, Pending, Step, StepContext
 from orchestrator.text import counted, format_instant
+from orchestrator.tree import GROUPS, AnyOf, Group, Parallel, Sequence, levels, walk
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from orchestrator.definition import GateDefinition
     from orchestrator.services import ServiceClients
+    from orchestrator.tree import Guard, Node
 
 _T = TypeVar("_T")
 
 MAX_OUTPUT_BYTES = 122_880
 """CodePipeline's limit on the total size of one action's output variables."""
+
+LAST_ANSWER_BY = 24 * 3600 - 300
+"""Seconds after a run's start by which it must be over (CodePipeline ends actions at 24h)."""
+
+HOOK_CLAIM_LEASE = 960.0
+"""Real seconds after which a hook's claimed poll with no outcome is given up for lost: the
+delivery that claimed it stopped (a Lambda invocation lasts at most 15 minutes)."""
+
+_RUNNING, _DONE, _FAILED = NodeStatus.RUNNING, NodeStatus.DONE, NodeStatus.FAILED
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,12 @@ def start(definition: GateDefinition, run_id: str, now: float) -> RunState:
         run_id=run_id,
         started_at=now,
         deadline=now + definition.timeout,
-        steps=[StepState(name=step.name, kind=step.kind) for step in definition.steps],
+        steps=[
+            StepState(name=node.name, kind=node.kind, depth=level)
+            for node, level in levels(definition.steps)
+        ],
+        guards=[StepState(name=g.name, kind=g.step.kind) for g in definition.guards],
+        hooks=[StepState(name=h.name, kind=h.step.kind) for h in definition.on_failure],
     )
 
 
@@ -73,98 +102,441 @@ def advance(
     steps' claims); `claim(step, key, value)` is the store's once-per-key write into a
     step's claims (see `StepContext.claim`).
     """
-    signals = signals or Signals()
     run = state.model_copy(deep=True)
     if run.status is not RunStatus.RUNNING:
         return run
-    if [s.name for s in run.steps] != [s.name for s in definition.steps]:
+    if _shape(run) != _definition_shape(definition):
         return _fail(
             run,
             now(),
             "the gate definition changed while the run was in progress",
             FailureType.CONFIGURATION_ERROR,
         )
-    if signals.cancel_requested_by:
-        return _fail(run, now(), f"cancelled by {signals.cancel_requested_by}")
-    while run.step_index < len(definition.steps):
-        at = now()
-        step = definition.steps[run.step_index]
-        step_state = run.steps[run.step_index]
-        if at >= run.deadline:
-            return _fail(
-                run,
-                at,
-                f"gate timed out after {format_duration(definition.timeout)} "
-                f"at step '{step.name}'{_last(step_state)}",
+    return _Tick(definition, run, now, budget, services, claim, signals or Signals()).advance()
+
+
+class _Stop(Exception):
+    """Ends a call early: the budget is spent (`timed_out` False) or the gate's deadline
+    passed (True)."""
+
+    def __init__(self, timed_out: bool = False) -> None:
+        self.timed_out = timed_out
+
+
+class _Tick:
+    """One call of `advance()` on a copy of the run, changed in place."""
+
+    def __init__(
+        self,
+        definition: GateDefinition,
+        run: RunState,
+        now: Callable[[], float],
+        budget: Budget,
+        services: ServiceClients | None,
+        claim: Callable[[str, str, dict[str, Any]], bool] | None,
+        signals: Signals,
+    ) -> None:
+        self.definition, self.run, self.now, self.budget = definition, run, now, budget
+        self.services, self.claim, self.signals = services, claim, signals
+        self.states = {state.name: state for state in run.steps}
+        self.fresh: set[str] = set()
+        """Guards that passed at a poll in this call."""
+
+    def advance(self) -> RunState:
+        run = self.run
+        if run.failing is not None:
+            return self._hooks()
+        if self.signals.cancel_requested_by:
+            message = f"cancelled by {self.signals.cancel_requested_by}"
+            return self._failed(Failure(type=FailureType.JOB_FAILED, message=message), True)
+        try:
+            status, blocking = self._sequence(self.definition.steps)
+            if status is _FAILED:
+                assert blocking is not None and blocking.error is not None
+                return self._failed(blocking.error)
+            violation = self._guards(final=status is _DONE)
+            if violation is not None:
+                return self._failed(violation)
+        except _Stop as stop:
+            if stop.timed_out:
+                message = f"gate timed out after {format_duration(self.definition.timeout)}"
+                return self._failed(
+                    Failure(type=FailureType.JOB_FAILED, message=message + self._where())
+                )
+            return self._indexed()
+        if status is _DONE and all(g.name in self.fresh for g in self.definition.guards):
+            return _finish(self.definition, self._indexed(), self.now())
+        return self._indexed()
+
+    # region steps and groups
+
+    def _sequence(self, nodes: Iterable[Node]) -> tuple[NodeStatus, StepState | None]:
+        """Advance nodes in order while they end: DONE when all are over (done, skipped or
+        advisory), else the status and state of the first that is not."""
+        for node in nodes:
+            status = self._node(node)
+            if status is not _DONE:
+                return status, self.states[node.name]
+        return _DONE, None
+
+    def _node(self, node: Node) -> NodeStatus:
+        state = self.states[node.name]
+        if state.status is NodeStatus.PENDING:
+            self._reach(node, state)
+        if state.status is _RUNNING:
+            if isinstance(node, Group):
+                self._group(node, state)
+            else:
+                self._leaf(node, state, self.definition.step_timeout(node))
+        if state.status in (_DONE, NodeStatus.SKIPPED) or (
+            state.status is _FAILED and node.advisory
+        ):
+            return _DONE
+        return _FAILED if state.status.settled else _RUNNING
+
+    def _reach(self, node: Node, state: StepState, check_deadline: bool = True) -> None:
+        """Start a node, or skip it when its `when` is false."""
+        at = self.now()
+        if check_deadline and at >= self.run.deadline:
+            raise _Stop(timed_out=True)
+        if node.when is not None:
+            try:
+                go = truthy(search(node.when, run_context(self.definition, self.run)))
+            except JMESPathError as exc:
+                message = f"step '{node.name}': when: {_first_line(exc)}"
+                self._settle(state, at, Failed(message, FailureType.CONFIGURATION_ERROR))
+                return
+            if not go:
+                state.status, state.finished_at = NodeStatus.SKIPPED, at
+                state.detail = f"skipped: when {node.when!r} is false"
+                return
+        state.status, state.started_at = _RUNNING, at
+        if isinstance(node, Group):
+            state.next_check = at + node.timeout if node.timeout is not None else None
+        else:
+            state.next_check = at
+
+    def _group(self, group: Group, state: StepState) -> None:
+        at = self.now()
+        assert state.started_at is not None
+        if group.timeout is not None and at >= state.started_at + group.timeout:
+            running = _names(s for s in self._states(group.children) if s.status is _RUNNING)
+            self._abandon(group.children, at)
+            message = f"group '{group.name}' timed out after {format_duration(group.timeout)}"
+            self._settle(
+                state, at, Failed(f"{message} (running: {running})" if running else message)
             )
-        if step_state.started_at is None:
-            step_state.started_at, step_state.next_check = at, at
-        step_deadline = step_state.started_at + definition.step_timeout(step)
-        timed_out = at >= step_deadline
-        if not timed_out and step_state.next_check is not None and step_state.next_check > at:
-            return run
-        if not timed_out and budget.time_left() < budget.reserve:
-            return run
-        context = run_context(definition, run)
-        ctx = StepContext(
-            run.run_id,
-            at,
-            context,
-            budget.time_left,
-            services,
-            decisions=signals.decisions.get(step.name, {}),
-            claims=signals.claims.get(step.name, {}),
-            claim=partial(claim, step.name) if claim is not None else None,
-        )
+            return
+        children = group.children
+        if isinstance(group, Sequence):
+            status, blocking = self._sequence(children)
+            if status is _FAILED:
+                assert blocking is not None and blocking.error is not None
+                self._settle(state, at, _failed(blocking.error))
+            elif status is _DONE:
+                self._settle(state, at, Done({"steps": self._statuses(children)}))
+            return
+        statuses: list[NodeStatus] = []
+        for child in children:
+            status = self._node(child)
+            won = isinstance(group, AnyOf) and self.states[child.name].status is _DONE
+            if won or (isinstance(group, Parallel) and status is _FAILED):
+                self._abandon(children, at)
+                child_state = self.states[child.name]
+                if won:
+                    result = {"winner": child.name, "branches": self._statuses(children)}
+                    self._settle(state, at, Done(result))
+                else:
+                    assert child_state.error is not None
+                    self._settle(state, at, _failed(child_state.error))
+                return
+            statuses.append(status)
+        if isinstance(group, Parallel) and all(s is _DONE for s in statuses):
+            self._settle(state, at, Done({"branches": self._statuses(children)}))
+        elif isinstance(group, AnyOf) and all(self.states[c.name].status.settled for c in children):
+            why = "; ".join(f"{c.name}: {self.states[c.name].detail}" for c in children)
+            self._settle(state, at, Failed(f"no branch of '{group.name}' succeeded ({why})"))
+
+    def _leaf(self, step: Step, state: StepState, timeout: float, hook: bool = False) -> None:
+        """Poll a running step if it is due (or ask it what its passed timeout means)."""
+        at = self.now()
+        if not hook and at >= self.run.deadline:
+            raise _Stop(timed_out=True)
+        assert state.started_at is not None
+        deadline = state.started_at + timeout
+        timed_out = at >= deadline
+        if not timed_out and state.next_check is not None and state.next_check > at:
+            return
+        if not timed_out and self.budget.time_left() < self.budget.reserve:
+            raise _Stop
+        ctx = self._context(step, at)
+        outcome: Outcome
         if timed_out:
             # the step's own word on its timeout; None: the usual timeout failure
-            late = _ask(step, ctx, lambda s: s.at_deadline(step_state, ctx), False)  # noqa: B023
+            late = _ask(step, ctx, lambda s: s.at_deadline(state, ctx), False)
             if late is None or isinstance(late, Pending):
-                return _fail(
-                    run,
-                    at,
-                    f"step '{step.name}' timed out after "
-                    f"{format_duration(definition.step_timeout(step))}{_last(step_state)}",
-                )
-            outcome: Outcome = late
-        else:
-            outcome = _ask(step, ctx, lambda s: s.poll(step_state, ctx), True)  # noqa: B023
-        step_state.polls += 1
-        if isinstance(outcome, Failed) and outcome.retryable and step.retry is not None:
-            failures = int(step_state.memo.get("failures", 0)) + 1
-            step_state.memo["failures"] = failures
-            if failures < step.retry.attempts:
-                delay = step.retry.delay(failures)
-                outcome = Pending(
-                    f"{outcome.message}; retry {failures}/"
-                    f"{step.retry.attempts - 1} in {format_duration(delay)}",
-                    next_check=at + delay,
+                outcome = Failed(
+                    f"step '{step.name}' timed out after {format_duration(timeout)}{_last(state)}"
                 )
             else:
-                outcome = Failed(
-                    f"{outcome.message} (gave up after {counted(failures, 'attempt')})",
-                    outcome.failure_type,
-                )
+                outcome = late
+        else:
+            claimed = self._claim_hook_poll(step, state, ctx) if hook else None
+            if claimed is not None:
+                self._apply(step, state, claimed, at, deadline)
+                return
+            outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
+        state.polls += 1
+        self._apply(step, state, _retried(step, state, outcome, at), at, deadline)
+
+    def _apply(
+        self, step: Step, state: StepState, outcome: Outcome, at: float, deadline: float
+    ) -> None:
         if isinstance(outcome, Pending):
-            step_state.detail, step_state.eta = outcome.detail, outcome.eta
+            state.detail, state.eta = outcome.detail, outcome.eta
             wanted = outcome.next_check if outcome.next_check is not None else at + step.interval
-            step_state.next_check = min(max(wanted, at), step_deadline, run.deadline)
-            return run
-        if isinstance(outcome, Failed):
-            return _fail(run, at, outcome.message, outcome.failure_type or FailureType.JOB_FAILED)
-        step_state.result = outcome.result
-        step_state.finished_at, step_state.next_check = at, None
-        step_state.detail, step_state.eta = "done", None
-        run.step_index += 1
-    return _finish(definition, run, now())
+            state.next_check = min(max(wanted, at), deadline, self.run.deadline)
+        else:
+            self._settle(state, at, outcome)
+
+    def _settle(self, state: StepState, at: float, outcome: Done | Failed) -> None:
+        state.finished_at, state.next_check, state.eta = at, None, None
+        if isinstance(outcome, Done):
+            state.status, state.result, state.detail = _DONE, outcome.result, "done"
+        else:
+            failure_type = outcome.failure_type or FailureType.JOB_FAILED
+            state.status, state.detail = _FAILED, outcome.message
+            state.error = Failure(type=failure_type, message=outcome.message)
+
+    def _abandon(self, nodes: Iterable[Node], at: float) -> None:
+        for state in self._states(nodes):
+            if not state.status.settled:
+                state.status, state.next_check, state.eta = NodeStatus.ABANDONED, None, None
+                state.detail = "abandoned" + (f" (last: {state.detail})" if state.detail else "")
+
+    def _states(self, nodes: Iterable[Node]) -> list[StepState]:
+        return [self.states[node.name] for node in walk(list(nodes))]
+
+    def _statuses(self, nodes: Iterable[Node]) -> dict[str, str]:
+        return {node.name: self.states[node.name].status.value for node in nodes}
+
+    def _context(self, step: Step, at: float) -> StepContext:
+        return StepContext(
+            self.run.run_id,
+            at,
+            run_context(self.definition, self.run),
+            self.budget.time_left,
+            self.services,
+            decisions=self.signals.decisions.get(step.name, {}),
+            claims=self.signals.claims.get(step.name, {}),
+            claim=partial(self.claim, step.name) if self.claim is not None else None,
+        )
+
+    # endregion
+    # region guards
+
+    def _guards(self, final: bool) -> Failure | None:
+        """Poll the due guards; the failure a violation means. Once the steps are over
+        (`final`) and every guard passed at its last poll or is due, poll them all: the gate
+        succeeds in a call where every guard passed (a held guard is waited for at its own
+        `every`, not polled at every call)."""
+        at = self.now()
+        for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
+            if state.status is NodeStatus.PENDING:
+                after = self.states[guard.after] if guard.after is not None else None
+                if after is None or after.status.settled:
+                    state.status, state.started_at, state.next_check = _RUNNING, at, at
+        final = final and all(state.passing is True or _due(state, at) for state in self.run.guards)
+        for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
+            at = self.now()
+            if state.status is not _RUNNING:
+                continue
+            if not (_due(state, at) or (final and guard.name not in self.fresh)):
+                continue
+            if at >= self.run.deadline:
+                raise _Stop(timed_out=True)
+            if self.budget.time_left() < self.budget.reserve:
+                raise _Stop
+            violation = self._guard(guard, state, at)
+            if violation is not None:
+                return violation
+        return None
+
+    def _guard(self, guard: Guard, state: StepState, at: float) -> Failure | None:
+        step = guard.step
+        ctx = self._context(step, at)
+        outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
+        state.polls += 1
+        outcome = _retried(step, state, outcome, at)
+        wanted = at + step.interval
+        if isinstance(outcome, Done):
+            state.passing, state.result, state.error = True, outcome.result, None
+            state.detail = "ok"
+            self.fresh.add(guard.name)
+        elif isinstance(outcome, Pending) and outcome.unobserved:
+            state.passing, state.detail = None, f"not checked: {outcome.detail}"
+            wanted = outcome.next_check if outcome.next_check is not None else wanted
+        else:
+            message = _unprefixed(
+                outcome.message if isinstance(outcome, Failed) else outcome.detail, step.name
+            )
+            failure_type = outcome.failure_type if isinstance(outcome, Failed) else None
+            failure = Failure(
+                type=failure_type or FailureType.JOB_FAILED,
+                message=f"guard '{guard.name}' violated: {message}",
+            )
+            if guard.on_violation == "fail" or failure_type is FailureType.CONFIGURATION_ERROR:
+                state.passing, state.error, state.detail = False, failure, message
+                return failure
+            state.passing, state.error, state.detail = False, failure, f"held: {message}"
+            if isinstance(outcome, Pending) and outcome.next_check is not None:
+                wanted = outcome.next_check
+        state.next_check = min(max(wanted, at), self.run.deadline)
+        return None
+
+    # endregion
+    # region failure and hooks
+
+    def _failed(self, failure: Failure, cancelled: bool = False) -> RunState:
+        """The gate failed: run the hooks that apply (see `_hooks`), else fail the run."""
+        run, at = self.run, self.now()
+        for state in run.steps:
+            if state.status is _RUNNING:
+                state.status, state.next_check, state.eta = NodeStatus.ABANDONED, None, None
+        for guard in run.guards:
+            guard.next_check = None
+        applicable = 0
+        for hook, state in zip(self.definition.on_failure, run.hooks, strict=True):
+            if cancelled and not hook.on_cancel:
+                state.status = NodeStatus.SKIPPED
+                state.detail = "not run: the gate was cancelled (no on_cancel)"
+            else:
+                applicable += 1
+        if not applicable:
+            return _fail(self._indexed(), at, failure.message, failure.type)
+        run.failing = failure
+        total = sum(
+            hook.timeout
+            for hook, state in zip(self.definition.on_failure, run.hooks, strict=True)
+            if state.status is NodeStatus.PENDING
+        )
+        run.deadline = min(at + total, run.started_at + LAST_ANSWER_BY)
+        return self._hooks()
+
+    def _hooks(self) -> RunState:
+        """Run the hooks in order, one at a time; fail the run once they are all over."""
+        run = self.run
+        assert run.failing is not None
+        for index, (hook, state) in enumerate(
+            zip(self.definition.on_failure, run.hooks, strict=True)
+        ):
+            run.step_index = len(run.steps) + 1 + index
+            if state.status is NodeStatus.PENDING:
+                if self.now() >= run.deadline:
+                    state.status, state.detail = NodeStatus.SKIPPED, "not run: out of time"
+                    continue
+                self._reach(hook.step, state, check_deadline=False)
+            if state.status is _RUNNING:
+                assert state.started_at is not None
+                timeout = min(hook.timeout, run.deadline - state.started_at)
+                try:
+                    self._leaf(hook.step, state, timeout, hook=True)
+                except _Stop:
+                    return run
+            if state.status is _RUNNING:
+                return run
+        outcomes = ", ".join(
+            f"{state.name} {_hook_outcome(state)}"
+            for state in run.hooks
+            if not state.detail.startswith("not run: the gate was cancelled")
+        )
+        failing, run.failing = run.failing, None
+        return _fail(run, self.now(), f"{failing.message}; on_failure: {outcomes}", failing.type)
+
+    def _claim_hook_poll(self, step: Step, state: StepState, ctx: StepContext) -> Outcome | None:
+        """Claim this poll of a hook once for all deliveries (None: go ahead and poll)."""
+        if self.claim is None:
+            return None  # the engine alone: nothing else can deliver this run
+        key = f"on_failure-{state.polls}"
+        held = ctx.claims.get(key)
+        if isinstance(held, dict):
+            age = time.time() - float(held.get("at") or 0)
+            if age < HOOK_CLAIM_LEASE:
+                return Pending(f"running on another delivery (claimed {age:.0f}s ago)")
+            return Failed(
+                f"hook '{step.name}': outcome unknown: the delivery that ran it "
+                f"{format_duration(age)} ago stopped before recording it"
+            )
+        mine = secrets.token_hex(8)
+        if not self.claim(step.name, key, {"at": time.time(), "by": mine}):
+            return Pending("claiming its run (once for all deliveries)", next_check=ctx.now)
+        state.memo["claim"] = mine
+        return None
+
+    # endregion
+
+    def _where(self) -> str:
+        """Where a gate that timed out was: its running steps, or the guards it waited for."""
+        running = [
+            (state, node)
+            for node in self.definition.nodes()
+            if isinstance(node, Step) and (state := self.states[node.name]).status is _RUNNING
+        ]
+        if len(running) == 1:
+            state, node = running[0]
+            return f" at step '{node.name}'{_last(state)}"
+        if running:
+            return " at steps " + ", ".join(f"'{n.name}'{_last(s)}" for s, n in running)
+        held = [g for g in self.run.guards if g.passing is False]
+        if held:
+            return " waiting for guards: " + ", ".join(f"{g.name} ({g.detail})" for g in held)
+        return ""
+
+    def _indexed(self) -> RunState:
+        """The run with `step_index` at its first top-level step not over yet."""
+        run = self.run
+        run.step_index = next(
+            (
+                index
+                for index, node in enumerate(self.definition.steps)
+                if not self.states[node.name].status.settled
+            ),
+            len(self.definition.steps),
+        )
+        return run
+
+
+def _due(state: StepState, at: float) -> bool:
+    return state.next_check is None or state.next_check <= at
+
+
+def _retried(step: Step, state: StepState, outcome: Outcome, at: float) -> Outcome:
+    """A retryable failure of a step with `retry` becomes a pending retry, until the attempts
+    are spent."""
+    if not (isinstance(outcome, Failed) and outcome.retryable and step.retry is not None):
+        return outcome
+    failures = int(state.memo.get("failures", 0)) + 1
+    state.memo["failures"] = failures
+    if failures < step.retry.attempts:
+        delay = step.retry.delay(failures)
+        return Pending(
+            f"{outcome.message}; retry {failures}/"
+            f"{step.retry.attempts - 1} in {format_duration(delay)}",
+            next_check=at + delay,
+            unobserved=True,
+        )
+    return Failed(
+        f"{outcome.message} (gave up after {counted(failures, 'attempt')})",
+        outcome.failure_type,
+    )
 
 
 def _ask(
     step: Step, ctx: StepContext, question: Callable[[Step], _T], retryable: bool
 ) -> _T | Failed:
-    """Ask the step, its `${...}` rendered, a question (poll, or what its deadline means),
-    at once (B023: the callers' lambdas run before their loop moves on); templating errors
-    and the step's own exceptions become failures naming it (`retryable` or not)."""
+    """Ask the step, its `${...}` rendered, a question (poll, or what its deadline means);
+    templating errors and the step's own exceptions become failures naming it (`retryable`
+    or not)."""
     try:
         rendered = step.rendered(ctx.run)
     except (TemplateError, ValidationError) as exc:
@@ -183,62 +555,196 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
+def _failed(failure: Failure) -> Failed:
+    return Failed(failure.message, failure.type)
+
+
+def _unprefixed(message: str, name: str) -> str:
+    return message.removeprefix(f"step '{name}': ")
+
+
+def _hook_outcome(state: StepState) -> str:
+    if state.status is _DONE:
+        return "done"
+    if state.status is _FAILED:
+        return f"failed ({_unprefixed(state.detail, state.name)})"
+    return state.detail or state.status.value
+
+
+def _shape(run: RunState) -> tuple[list[str], list[str], list[str]]:
+    return (
+        [s.name for s in run.steps],
+        [s.name for s in run.guards],
+        [s.name for s in run.hooks],
+    )
+
+
+def _definition_shape(definition: GateDefinition) -> tuple[list[str], list[str], list[str]]:
+    return (
+        [node.name for node in definition.nodes()],
+        [g.name for g in definition.guards],
+        [h.name for h in definition.on_failure],
+    )
+
+
+def _names(states: Iterable[StepState]) -> str:
+    return ", ".join(state.name for state in states)
+
+
 def next_due(run: RunState) -> float | None:
-    """When the run next needs a poll (None when it is over)."""
+    """When the run next needs a poll (None when it is over): its earliest due step, group
+    deadline, guard or hook."""
     if run.status is not RunStatus.RUNNING:
         return None
-    if run.step_index >= len(run.steps):
-        return run.started_at
-    step_state = run.steps[run.step_index]
-    due = step_state.next_check if step_state.next_check is not None else run.started_at
-    return min(due, run.deadline)
+    due = [
+        state.next_check
+        for state in (*run.steps, *run.guards, *run.hooks)
+        if state.status is _RUNNING and state.next_check is not None
+    ]
+    if run.failing is not None and not any(h.status is _RUNNING for h in run.hooks):
+        due.append(run.started_at)  # the next hook starts at once
+    return min(min(due, default=run.started_at), run.deadline)
 
 
 def percent(run: RunState, now: float) -> int:
-    """Progress for the console: finished steps, plus the current step's share of its ETA."""
+    """Progress for the console: steps over, plus running steps' shares of their ETAs."""
     if run.status is RunStatus.SUCCEEDED:
         return 100
-    total = len(run.steps)
-    fraction = 0.0
-    if run.step_index < total:
-        current = run.steps[run.step_index]
-        if current.eta is not None and current.started_at is not None:
-            span = current.eta - current.started_at
-            fraction = (now - current.started_at) / span if span > 0 else 1.0
-    return max(0, min(99, int((run.step_index + min(max(fraction, 0.0), 1.0)) / total * 100)))
+    leaves = [state for state in run.steps if state.kind not in GROUPS]
+    score = 0.0
+    for state in leaves:
+        if state.status.settled:
+            score += 1.0
+        elif state.eta is not None and state.started_at is not None:
+            span = state.eta - state.started_at
+            fraction = (now - state.started_at) / span if span > 0 else 1.0
+            score += min(max(fraction, 0.0), 1.0)
+    return max(0, min(99, int(score / max(len(leaves), 1) * 100)))
 
 
 def summary(definition: GateDefinition, run: RunState) -> str:
     """One line for executionDetails.summary / failureDetails.message."""
-    total = len(definition.steps)
     if run.status is RunStatus.FAILED:
         assert run.failure is not None
         return run.failure.message
+    states = {state.name: state for state in run.steps}
+    steps = [node for node in definition.nodes() if isinstance(node, Step)]
+    total = len(steps)
     if run.status is RunStatus.SUCCEEDED:
         elapsed = (run.ended_at or run.started_at) - run.started_at
         done = "1 step" if total == 1 else f"all {total} steps"
-        return f"{done} done in {format_duration(elapsed)}"
-    step = definition.steps[run.step_index]
-    detail = run.steps[run.step_index].detail or "starting"
-    return f"step {run.step_index + 1}/{total} '{step.name}': {detail}"
+        exceptions = _exceptions(steps, states)
+        verb = "over" if exceptions else "done"
+        return f"{done} {verb} in {format_duration(elapsed)}{exceptions}{_guarded(run)}"
+    if run.failing is not None:
+        hook = next((h for h in run.hooks if not h.status.settled), None)
+        doing = (
+            f"running on_failure '{hook.name}': {hook.detail or 'starting'}"
+            if hook
+            else "on_failure over"
+        )
+        return f"failed: {run.failing.message}; {doing}"
+    over = sum(1 for node in steps if states[node.name].status.settled)
+    if over == total:
+        text = f"all {counted(total, 'step')} over; waiting for the guards"
+    elif not definition.grouped:
+        index = min(run.step_index, len(definition.steps) - 1)
+        node = definition.steps[index]
+        detail = states[node.name].detail or "starting"
+        text = f"step {index + 1}/{total} '{node.name}': {detail}"
+    else:
+        running = [
+            f"{label} ({states[node.name].detail or 'starting'})"
+            for node, label in _labels(definition)
+            if states[node.name].status is _RUNNING
+        ]
+        text = f"{over}/{total} steps over; running: {', '.join(running) or '-'}"
+    return text + _guarded(run)
+
+
+def position(definition: GateDefinition, step_index: int) -> str:
+    """Where a run is, from its `step_index` alone (what an idle tick knows, from the token)."""
+    total = len(definition.steps)
+    if step_index < total:
+        node = definition.steps[step_index]
+        return f"step {step_index + 1}/{total} '{node.name}'"
+    hook = step_index - total - 1
+    if 0 <= hook < len(definition.on_failure):
+        return f"failed; running on_failure '{definition.on_failure[hook].name}'"
+    return f"all {counted(total, 'step')} over; waiting for the guards"
+
+
+def _exceptions(steps: list[Step], states: dict[str, StepState]) -> str:
+    skipped = [s.name for s in steps if states[s.name].status is NodeStatus.SKIPPED]
+    failed = [s.name for s in steps if states[s.name].status is _FAILED]
+    parts = []
+    if skipped:
+        parts.append(f"skipped: {', '.join(skipped)}")
+    if failed:
+        parts.append(f"advisory failures: {', '.join(failed)}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _guarded(run: RunState) -> str:
+    if not run.guards:
+        return ""
+    shown = []
+    for state in run.guards:
+        if state.status is NodeStatus.PENDING:
+            shown.append(f"{state.name} not started")
+        elif state.passing is None:
+            shown.append(
+                f"{state.name} not checked ({state.detail.removeprefix('not checked: ')})"
+                if state.polls
+                else f"{state.name} not checked yet"
+            )
+        elif state.passing:
+            shown.append(f"{state.name} ok")
+        else:
+            shown.append(f"{state.name} held ({state.detail.removeprefix('held: ')})")
+    return "; guards: " + ", ".join(shown)
+
+
+def _labels(definition: GateDefinition) -> list[tuple[Step, str]]:
+    """Each step with the sequences it is in: 'canary/probe'."""
+    found: list[tuple[Step, str]] = []
+
+    def visit(nodes: Iterable[Node], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, Group):
+                visit(
+                    node.children, f"{prefix}{node.name}/" if isinstance(node, Sequence) else prefix
+                )
+            else:
+                found.append((node, f"{prefix}{node.name}"))
+
+    visit(definition.steps, "")
+    return found
 
 
 def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
-    """The document JMESPath expressions see: finished steps' results and the run."""
+    """The document JMESPath expressions see: finished steps' results (null for skipped and
+    failed ones), the run, and while hooks run, the failure."""
     steps = {
-        step.name: state.result
-        for step, state in zip(definition.steps, run.steps, strict=True)
-        if state.finished_at is not None
+        state.name: state.result
+        for state in run.steps
+        if state.finished_at is not None and state.status is not NodeStatus.ABANDONED
     }
     started = format_instant(run.started_at, "iso")
-    return {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
+    context = {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
+    if run.failing is not None:
+        context["failure"] = {"message": run.failing.message, "type": run.failing.type.value}
+    return context
 
 
 def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
-    from orchestrator.expressions import search
-
     context = run_context(definition, run)
     outputs: dict[str, str] = {}
+    for state in run.steps:  # skipped and advisory-failed steps say so
+        if state.status is NodeStatus.SKIPPED:
+            outputs[state.name] = "skipped"
+        elif state.status is _FAILED and state.error is not None:
+            outputs[state.name] = f"failed: {state.error.message}"
     for name, expression in definition.outputs.items():
         try:
             value = search(expression, context)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.exceptions import FailureType  # noqa: TC001 - pydantic needs it at run time
 from orchestrator.text import clip
@@ -23,13 +23,41 @@ class RunStatus(enum.Enum):
     FAILED = "FAILED"
 
 
+class Failure(BaseModel):
+    """Why a run (or a step) failed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: FailureType
+    message: str
+
+
+class NodeStatus(enum.Enum):
+    """Where a step, group, guard or hook is."""
+
+    PENDING = "pending"  # not reached yet
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # its `when` was false (or a hook not run after a cancel)
+    ABANDONED = "abandoned"  # its group ended without it (a parallel sibling failed, `any` won)
+
+    @property
+    def settled(self) -> bool:
+        return self not in (NodeStatus.PENDING, NodeStatus.RUNNING)
+
+
 class StepState(BaseModel):
-    """What one step has done so far. `memo` is the step kind's own persisted scratch space."""
+    """What one node (step, group, guard, hook) has done so far. `memo` is the step kind's own
+    persisted scratch space."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = ""
     kind: str = ""
+    status: NodeStatus = NodeStatus.PENDING
+    depth: int = 0
+    """How many groups the node is in (for drawing the tree)."""
     started_at: float | None = None
     finished_at: float | None = None
     polls: int = 0
@@ -38,15 +66,10 @@ class StepState(BaseModel):
     eta: float | None = None
     result: Any = None
     memo: dict[str, Any] = Field(default_factory=dict)
-
-
-class Failure(BaseModel):
-    """Why a run failed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: FailureType
-    message: str
+    error: Failure | None = None
+    """Why it failed (an advisory step's failure stays here; a guard's last violation)."""
+    passing: bool | None = None
+    """A guard's verdict at its last poll that observed anything (None: not polled yet)."""
 
 
 class RunState(BaseModel):
@@ -59,12 +82,46 @@ class RunState(BaseModel):
     deadline: float
     status: RunStatus = RunStatus.RUNNING
     step_index: int = 0
+    """The first top-level step (or group) not over yet (v1 runs kept only this)."""
     steps: list[StepState]
+    """Every step and group of the definition, depth first."""
+    guards: list[StepState] = Field(default_factory=list)
+    hooks: list[StepState] = Field(default_factory=list)
     outputs: dict[str, str] | None = None
     failure: Failure | None = None
+    failing: Failure | None = None
+    """The gate failed and its on_failure hooks are running; `failure` once they are over."""
     ended_at: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v1(cls, data: Any) -> Any:
+        """A run written before node states (v1: a sequence and `step_index`) gets them:
+        steps before the index are done, the one at it running (failed if the run failed)."""
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            return data
+        steps = data["steps"]
+        if all(not isinstance(s, dict) or "status" in s for s in steps):
+            return data
+        index = int(data.get("step_index") or 0)
+        failed = data.get("status") == RunStatus.FAILED.value
+        upgraded: list[Any] = []
+        for position, step in enumerate(steps):
+            if isinstance(step, dict) and "status" not in step:
+                if step.get("finished_at") is not None or position < index:
+                    status = NodeStatus.DONE
+                elif position == index and failed:
+                    status = NodeStatus.FAILED
+                elif position == index and step.get("started_at") is not None:
+                    status = NodeStatus.RUNNING
+                else:
+                    status = NodeStatus.PENDING
+                upgraded.append({**step, "status": status.value})
+            else:
+                upgraded.append(step)
+        return {**data, "steps": upgraded}
 
 
 class Signals(BaseModel):

@@ -43,7 +43,7 @@ TRIGGER = "trigger"
 def mentions_pipeline(definition: GateDefinition) -> bool:
     """Whether any `${...}` template or output expression reads the pipeline document, or a
     step needs it anyway (an approval's notice names the pipeline)."""
-    if any(step.reads_pipeline() for step in definition.steps):
+    if any(step.reads_pipeline() for step in definition.all_steps()):
         return True
     return any(_MENTION.search(expression) for expression in _expressions(definition))
 
@@ -52,7 +52,7 @@ def needs_trigger(definition: GateDefinition) -> bool:
     """Whether the run needs the execution's trigger: an approval step excludes the
     initiator, or an expression reads `pipeline.trigger`."""
     if any(getattr(getattr(s, "approval", None), "exclude_initiator", False) is True
-           for s in definition.steps):  # fmt: skip
+           for s in definition.all_steps()):  # fmt: skip
         return True
     return any(_TRIGGER.search(expression) for expression in _expressions(definition))
 
@@ -61,10 +61,15 @@ def _expressions(definition: GateDefinition) -> list[str]:
     return [
         *(
             e
-            for step in definition.steps
+            for step in definition.all_steps()
             for e in expressions.placeholders(step.model_dump(mode="json"))
         ),
         *definition.outputs.values(),
+        *(
+            node.when
+            for node in (*definition.nodes(), *(hook.step for hook in definition.on_failure))
+            if node.when is not None
+        ),
     ]
 
 

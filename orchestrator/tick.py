@@ -354,10 +354,8 @@ class Ticker:
     def _idle_answer(
         self, job: Job, definition: GateDefinition, token: Token, now: float
     ) -> Answer:
-        index = min(token.step_index, len(definition.steps) - 1)
-        text = (
-            f"step {index + 1}/{len(definition.steps)} '{definition.steps[index].name}': "
-            f"next check in {format_duration(token.due - now)}"
+        text = f"{engine.position(definition, token.step_index)}: next check in " + format_duration(
+            token.due - now
         )
         return Answer(
             kind=AnswerKind.IN_PROGRESS,

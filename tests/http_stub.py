@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.local.endpoint import Loopback
 
-__all__ = ["Loopback", "QuietHandler", "StubServer", "stub_server"]
+__all__ = ["Loopback", "QuietHandler", "RoutedStub", "StubServer", "stub_server"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,3 +66,32 @@ class StubServer(Loopback):
 def stub_server(script: list[tuple[int, Any]]) -> Iterator[StubServer]:
     with StubServer(script) as server:
         yield server
+
+
+class RoutedStub(Loopback):
+    """Answers GETs and POSTs by path, each path from its own script of (status, JSON body)
+    (the last answer repeats); counts requests by (method, path)."""
+
+    def __init__(self, routes: dict[str, list[tuple[int, Any]]]) -> None:
+        self.routes = {path: list(script) for path, script in routes.items()}
+        self.hits: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(QuietHandler):
+            def answer(self) -> None:
+                self.body()
+                with stub._lock:
+                    key = (self.command, self.path)
+                    stub.hits[key] = stub.hits.get(key, 0) + 1
+                    script = stub.routes.get(self.path) or [(404, {"unknown": self.path})]
+                    status, body = script.pop(0) if len(script) > 1 else script[0]
+                self.reply(status, json.dumps(body).encode())
+
+            do_GET = do_POST = answer
+
+        super().__init__(Handler)
+
+    def count(self, path: str, method: str = "GET") -> int:
+        with self._lock:
+            return self.hits.get((method, path), 0)

@@ -60,9 +60,12 @@ class Rig:
 
 
 @contextmanager
-def gate_rig(table: str, monkeypatch: pytest.MonkeyPatch, speed: float = 600) -> Iterator[Rig]:
-    """The rig on `table`, its clock `speed` times real time, logs captured at DEBUG."""
-    clock = VirtualClock(speed=speed)
+def gate_rig(
+    table: str, monkeypatch: pytest.MonkeyPatch, speed: float = 600, start: float | None = None
+) -> Iterator[Rig]:
+    """The rig on `table`, its clock `speed` times real time (from `start`, default now),
+    logs captured at DEBUG."""
+    clock = VirtualClock(speed=speed, start=start)
     logs = io.StringIO()
     _log.unconfigure()
     _log.configure("DEBUG", logs)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.approval.principals import RESERVED_PREFIX, form, matches, normalize
-from orchestrator.model import RunRecord, RunStatus, StepState
+from orchestrator.model import NodeStatus, RunRecord, RunStatus, StepState
+from orchestrator.tree import GROUPS
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
@@ -177,15 +178,24 @@ def waiting_step(record: RunRecord, step: str | None) -> StepState:
     state = record.state
     if state.status is not RunStatus.RUNNING:
         raise Refused(Refusal.RUN_OVER, f"run {state.run_id} is over ({state.status.value})")
-    current = state.steps[state.step_index] if state.step_index < len(state.steps) else None
+    every = [*state.steps, *state.hooks]
+    waiting = [s for s in every if s.kind == KIND and s.status is NodeStatus.RUNNING]
+    running = [s for s in every if s.status is NodeStatus.RUNNING and s.kind not in GROUPS]
+    if step is None and len(waiting) > 1:
+        names = ", ".join(f"'{s.name}'" for s in waiting)
+        raise Refused(
+            Refusal.NO_SUCH_STEP, f"run {state.run_id} waits at {names}: say which (--step)"
+        )
+    current = waiting[0] if waiting else (running[0] if running else None)
     name = step if step is not None else (current.name if current else "")
-    found = next((s for s in state.steps if s.name == name), None)
+    found = next((s for s in every if s.name == name), None)
     if found is None:
         raise Refused(Refusal.NO_SUCH_STEP, f"run {state.run_id} has no step '{name}'")
     if found.kind != KIND:
         raise Refused(Refusal.NOT_WAITING, f"step '{name}' is not an approval step")
-    if found is not current or found.finished_at is not None or "approvers" not in found.memo:
-        where = f"the current step is '{current.name}'" if current else "no step is current"
+    if found.status is not NodeStatus.RUNNING or "approvers" not in found.memo:
+        names = ", ".join(f"'{s.name}'" for s in running)
+        where = f"running: {names}" if running else "no step is running"
         raise Refused(Refusal.NOT_WAITING, f"step '{name}' is not waiting for decisions ({where})")
     return found
 

@@ -61,7 +61,7 @@ from orchestrator.local.runner import (
     RehearsalOptions,
     rehearse,
 )
-from orchestrator.model import RunStatus
+from orchestrator.model import NodeStatus, RunStatus
 from orchestrator.text import counted, format_instant
 
 if TYPE_CHECKING:
@@ -657,14 +657,19 @@ def status(
         console.print("definition: inline (UserParameters)")
     steps = Table("#", "step", "kind", "state", "started", "finished", "polls", "detail")
     steps.caption = f"times on the rehearsal clock ({speed:g}x real time)" if speed else None
-    for index, step in enumerate(state.steps):
-        phase = "done" if step.finished_at else "running" if step.started_at else "pending"
-        if state.status is RunStatus.FAILED and index == state.step_index:
-            phase = "failed"
+    rows = [
+        *(("  " * step.depth + step.name, step.kind, step) for step in state.steps),
+        *((step.name, f"guard: {step.kind}", step) for step in state.guards),
+        *((step.name, f"on_failure: {step.kind}", step) for step in state.hooks),
+    ]
+    for index, (name, kind, step) in enumerate(rows):
+        phase = step.status.value
+        if step.passing is not None and step.status is NodeStatus.RUNNING:
+            phase = "ok" if step.passing else "held"
         steps.add_row(
             str(index + 1),
-            step.name,
-            step.kind,
+            name,
+            kind,
             phase,
             _when(step.started_at),
             _when(step.finished_at),

@@ -54,11 +54,16 @@ def _step_name(value: str) -> str:
 
 @dataclass(frozen=True)
 class Pending:
-    """Not done yet. `eta`, when known, lets the progress bar move between polls."""
+    """Not done yet. `eta`, when known, lets the progress bar move between polls.
+
+    `unobserved`: the check could not be made at all (the service it asks was unavailable),
+    as opposed to a check that was made and said "not yet". A guard (see engine.py) counts
+    the second as a violation and keeps its last verdict on the first."""
 
     detail: str
     next_check: float | None = None
     eta: float | None = None
+    unobserved: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,18 @@ class Step(BaseModel):
 
     kind: ClassVar[str]
     default_every: ClassVar[float] = 30.0
+    not_a_guard: ClassVar[str | None] = "it is not a check that can be polled again and again"
+    """Why the kind cannot be a guard, for the validator's message; None for the kinds that
+    can (a check polled again and again, with no side effect, for as long as the gate runs)."""
 
     name: Annotated[str, AfterValidator(_step_name)]
     every: Duration | None = None
     timeout: Duration | None = None
     retry: Retry | None = None
+    when: expressions.Expression | None = None
+    """Evaluated over the run context when the step is reached: false skips it."""
+    advisory: bool = False
+    """A failure is recorded and reported but does not fail the gate."""
 
     @model_validator(mode="after")
     def _templates_compile(self) -> Step:

@@ -64,6 +64,7 @@ class AlarmsStep(Step):
     """Wait until the alarms have been OK for `alarms.for`; fail on ALARM unless told not to."""
 
     kind: ClassVar[str] = "alarms"
+    not_a_guard: ClassVar[str | None] = None
     default_every: ClassVar[float] = 60.0
 
     alarms: AlarmWatch
@@ -78,11 +79,13 @@ class AlarmsStep(Step):
         except ClientError as exc:
             fault, code = aws.classify(exc), aws.describe(exc)
             if fault.transient:
-                return Pending(f"CloudWatch unavailable ({code}); retrying")
+                return Pending(f"CloudWatch unavailable ({code}); retrying", unobserved=True)
             failure = FailureType.PERMISSION_ERROR if fault is aws.AwsFault.DENIED else None
             return Failed(f"step '{self.name}': DescribeAlarms failed ({code})", failure)
         except BotoCoreError as exc:
-            return Pending(f"CloudWatch unreachable ({type(exc).__name__}); retrying")
+            return Pending(
+                f"CloudWatch unreachable ({type(exc).__name__}); retrying", unobserved=True
+            )
         missing = [name for name in watch.names if name not in found]
         if missing:
             return Failed(

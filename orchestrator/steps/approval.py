@@ -243,6 +243,7 @@ class ApprovalStep(Step):
     """Pending until enough distinct approvers approved; a reject fails the gate."""
 
     kind: ClassVar[str] = "approval"
+    not_a_guard: ClassVar[str | None] = "an approval is decided once, not polled as a check"
 
     approval: ApprovalSpec
 

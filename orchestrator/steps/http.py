@@ -65,6 +65,7 @@ class HttpStep(Step):
     """Poll `http.url` every `every` until `until` (default: a 2xx status); `fail_if` fails."""
 
     kind: ClassVar[str] = "http"
+    not_a_guard: ClassVar[str | None] = None
     document_roots: ClassVar[tuple[str, ...]] = ("status", "headers", "body")
     """What `until` and `fail_if` see (and the result): checked by `orchestrator validate`."""
 
@@ -81,7 +82,8 @@ class HttpStep(Step):
         try:
             headers = resolve_headers(self.http.headers, services)
         except SecretUnavailable as exc:
-            return Pending(f"{exc}; retrying (polled {counted(state.polls + 1, 'time')})")
+            polled = counted(state.polls + 1, "time")
+            return Pending(f"{exc}; retrying (polled {polled})", unobserved=True)
         except SecretUnreadable as exc:
             return Failed(f"step '{self.name}': {exc}", exc.failure_type)
         hidden = [headers[k] for k, v in self.http.headers.items() if isinstance(v, SecretRef)]

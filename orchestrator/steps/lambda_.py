@@ -68,6 +68,10 @@ class LambdaStep(Step):
     model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
 
     kind: ClassVar[str] = "lambda"
+    not_a_guard: ClassVar[str | None] = (
+        "its invocation is claimed once per run (so that duplicates never invoke it twice): "
+        "polling it again would not check anything new; check its effect with http or alarms"
+    )
 
     lambda_: LambdaCall = Field(alias="lambda")
 

@@ -100,6 +100,7 @@ class PythonStep(Step):
     """Call `python.callable` at each poll until it returns Finish or Fail."""
 
     kind: ClassVar[str] = "python"
+    not_a_guard: ClassVar[str | None] = None
 
     python: PythonCall
 

@@ -72,6 +72,10 @@ class StateMachineStep(Step):
     """Start `state_machine.arn` once per run; done when the execution succeeds."""
 
     kind: ClassVar[str] = "state_machine"
+    not_a_guard: ClassVar[str | None] = (
+        "its execution is started once per run: polling it again would not check anything "
+        "new; check its effect with http or alarms"
+    )
 
     state_machine: StateMachineCall
 
@@ -93,7 +97,7 @@ class StateMachineStep(Step):
         except ClientError as exc:
             fault, code = aws.classify(exc), aws.describe(exc)
             if fault.transient:
-                return Pending(f"Step Functions unavailable ({code}); retrying")
+                return Pending(f"Step Functions unavailable ({code}); retrying", unobserved=True)
             failure = (
                 FailureType.PERMISSION_ERROR
                 if fault is aws.AwsFault.DENIED
@@ -101,7 +105,9 @@ class StateMachineStep(Step):
             )
             return Failed(f"step '{self.name}': {doing}: {code}", failure)
         except BotoCoreError as exc:
-            return Pending(f"Step Functions unreachable ({type(exc).__name__}); retrying")
+            return Pending(
+                f"Step Functions unreachable ({type(exc).__name__}); retrying", unobserved=True
+            )
         status = str(execution.get("status", ""))
         if status == "SUCCEEDED":
             return Done(

@@ -16,6 +16,7 @@ class WaitStep(Step):
     """`{"name": "bake", "wait": "10m"}`"""
 
     kind: ClassVar[str] = "wait"
+    not_a_guard: ClassVar[str | None] = "a wait is a timer, not a check"
 
     wait: Duration
 

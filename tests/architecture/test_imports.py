@@ -35,6 +35,7 @@ CORE = (
     "orchestrator.model",
     "orchestrator.exceptions",
     "orchestrator.token",
+    "orchestrator.tree",
 )
 STEP_KINDS = tuple(
     f"orchestrator.steps.{path.stem}"
@@ -65,6 +66,7 @@ PURE = frozenset(
         "orchestrator.expressions",
         "orchestrator.text",
         "orchestrator.token",
+        "orchestrator.tree",
     }
 )
 PURE_THIRD_PARTY = frozenset({"pydantic", "pydantic_core", "jmespath", "typing_extensions"})

@@ -516,6 +516,34 @@ def approval_outputs(result: ActionResult) -> dict[str, str]:
     return {"Run": result.jobs[0].job_id, "State": "approved", "Change": "CHG42"}
 
 
+def v2_gate(url: str) -> dict[str, Any]:
+    """The same checks in the v2 language: a guard polling the change API for the whole
+    gate, the bake in parallel with a sequence (the approval, then a soak), a step that
+    `when` skips."""
+    return {
+        "guards": [{"name": "reachable", "http": {"url": f"{url}/api/change/42"}, "every": "1m"}],
+        "steps": [
+            {
+                "name": "checks",
+                "parallel": [
+                    {"name": "bake", "wait": "1m"},
+                    {"name": "approval", "steps": approval_gate(url)["steps"][1:]},
+                ],
+            },
+            {"name": "signoff", "wait": "1m", "when": "steps.change.body.state != 'approved'"},
+        ],
+        "outputs": approval_gate(url)["outputs"],
+    }
+
+
+def v2_outputs(result: ActionResult) -> dict[str, str]:
+    return {**approval_outputs(result), "signoff": "skipped"}
+
+
+GATES = {"v1": (approval_gate, approval_outputs), "v2": (v2_gate, v2_outputs)}
+"""The gates the reliability suite runs: (definition for a change API URL, expected outputs)."""
+
+
 APPROVED = (200, {"state": "approved", "id": "CHG42"})
 PENDING = (200, {"state": "pending"})
 

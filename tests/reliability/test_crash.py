@@ -17,11 +17,11 @@ from tests.reliability.figures import FIGURES
 from tests.reliability.rig import (
     APPROVED,
     CRASH_POINTS,
+    GATES,
     PENDING,
     CrashPoint,
     Function,
     Rig,
-    approval_gate,
     approval_outputs,
 )
 
@@ -43,25 +43,26 @@ SCHEDULES: list[tuple[list[CrashPoint | None], str]] = [
 
 
 def run_crashing(
-    rig: Rig, crashes: list[CrashPoint | None], duplicates: str = "none"
+    rig: Rig, crashes: list[CrashPoint | None], duplicates: str = "none", language: str = "v1"
 ) -> tuple[ActionResult, Function]:
     function = Function(rig, crashes=crashes)
     with stub_server([PENDING, APPROVED]) as itsm:
-        result = rig.run(approval_gate(itsm.url), function, duplicates=duplicates)
+        result = rig.run(GATES[language][0](itsm.url), function, duplicates=duplicates)
     FIGURES.add("faults", {"process_died": sum(function.deaths.values())})
     return result, function
 
 
+@pytest.mark.parametrize("language", sorted(GATES))
 @pytest.mark.parametrize(
     ("crashes", "duplicates"),
     SCHEDULES,
     ids=["-".join(map(str, c)) + f"-{d}" for c, d in SCHEDULES],
 )
 def test_a_job_whose_process_dies_converges_after_lambda_retries(
-    rig: Rig, crashes: list[CrashPoint | None], duplicates: str
+    rig: Rig, crashes: list[CrashPoint | None], duplicates: str, language: str
 ) -> None:
-    result, function = run_crashing(rig, crashes, duplicates)
-    verdict = rig.check([result], function, approval_outputs)
+    result, function = run_crashing(rig, crashes, duplicates, language)
+    verdict = rig.check([result], function, GATES[language][1])
     assert verdict.problems() == []
     died = {point for point in crashes if point is not None}
     assert set(function.deaths) == died, "the schedule's deaths did not all happen"

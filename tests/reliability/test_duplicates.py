@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.http_stub import stub_server
 from tests.lambda_peer import LambdaPeer, checks
 from tests.reliability.figures import scaled
 from tests.reliability.rig import (
     APPROVED,
+    GATES,
     PENDING,
     Function,
     Rig,
@@ -20,20 +23,20 @@ from tests.reliability.rig import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import pytest
-
 COPIES = min(scaled(24), 120)
 
 
-def test_tens_of_concurrent_deliveries_of_every_job(rig: Rig) -> None:
+@pytest.mark.parametrize("language", sorted(GATES))
+def test_tens_of_concurrent_deliveries_of_every_job(rig: Rig, language: str) -> None:
     """Every job of two gates is delivered COPIES times at the same instant (a barrier)."""
     function = Function(rig)
+    gate, outputs = GATES[language]
     with stub_server([PENDING, APPROVED]) as itsm:
         results = [
-            rig.run(approval_gate(itsm.url), function, duplicates="concurrent", concurrency=COPIES)
+            rig.run(gate(itsm.url), function, duplicates="concurrent", concurrency=COPIES)
             for _ in range(2)
         ]
-    verdict = rig.check(results, function, approval_outputs)
+    verdict = rig.check(results, function, outputs)
     assert verdict.problems() == []
     for result in results:
         for job in result.jobs:  # one accepted answer; every other copy refused as late

@@ -21,6 +21,7 @@ from tests.http_stub import stub_server
 from tests.reliability.figures import FIGURES, SEED, scaled
 from tests.reliability.rig import (
     APPROVED,
+    GATES,
     PENDING,
     Function,
     Rig,
@@ -37,19 +38,24 @@ if TYPE_CHECKING:
 RUNS = scaled(8)
 
 
-def run_many(rig: Rig, function: Function, runs: int, **kwargs: object) -> list[ActionResult]:
+def run_many(
+    rig: Rig, function: Function, runs: int, language: str = "v1", **kwargs: object
+) -> list[ActionResult]:
     results: list[ActionResult] = []
     with stub_server([PENDING, APPROVED]) as itsm:
 
         def one(i: int) -> None:
-            results.append(rig.run(approval_gate(itsm.url), function, **kwargs))
+            results.append(rig.run(GATES[language][0](itsm.url), function, **kwargs))
 
         errors = in_threads(runs, one, timeout=120)
     assert errors == []
     return results
 
 
-def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(make_rig: Callable[..., Rig]) -> None:
+@pytest.mark.parametrize("language", sorted(GATES))
+def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(
+    make_rig: Callable[..., Rig], language: str
+) -> None:
     rig = make_rig(hang_seconds=1.3)
     # Each kind at least once, whatever the random draws (which threads make unrepeatable),
     # then random faults on every request.
@@ -58,8 +64,8 @@ def test_dynamodb_throttling_5xx_timeouts_and_lost_responses(make_rig: Callable[
     rig.proxy.plan("PutItem", "lost_response")
     rig.proxy.set_rates(throttle=0.12, server_error=0.08, timeout=0.03, lost_response=0.08)
     function = Function(rig)
-    results = run_many(rig, function, RUNS)
-    verdict = rig.check(results, function, approval_outputs)
+    results = run_many(rig, function, RUNS, language)
+    verdict = rig.check(results, function, GATES[language][1])
     assert verdict.problems() == []
     injected = rig.proxy.injected
     assert all(injected[kind] > 0 for kind in injected), injected

@@ -126,3 +126,23 @@ def test_the_reliability_doc_states_the_rendered_test_count() -> None:
     doc = (ROOT / "docs" / "RELIABILITY.md").read_text()
     for stated in re.findall(r"(\d[\d,]*) (?:reliability )?tests\b", doc):
         assert stated == passed, f"docs/RELIABILITY.md says {stated} tests, the README {passed}"
+
+
+def test_the_whole_gates_in_docs_steps_validate() -> None:
+    """Every json block of docs/STEPS.md that is a whole gate (it has "steps") is valid."""
+    doc = (ROOT / "docs" / "STEPS.md").read_text()
+    gates = [
+        found
+        for block in re.findall(r"```json\n(.*?)```", doc, flags=re.DOTALL)
+        if isinstance(found := _json_or_none(block), dict) and "steps" in found
+    ]
+    assert len(gates) >= 2
+    for found in gates:
+        parse_definition(json.dumps(found))
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
