@@ -29,6 +29,7 @@ from orchestrator.durations import format_duration
 from orchestrator.exceptions import DefinitionError
 from orchestrator.expressions import placeholders, reads
 from orchestrator.steps import KINDS, Duration, Expression, Step, kind_class
+from orchestrator.targets import Defaults, apply_defaults
 from orchestrator.tree import (
     GROUP_KINDS,
     AnyOf,
@@ -205,6 +206,9 @@ class GateDefinition(BaseModel):
     timeout: Duration = MAX_GATE_TIMEOUT
     artifacts: OutputArtifacts = Field(default_factory=dict)
     """Output artifact files, by output artifact name (see orchestrator.artifacts_report)."""
+    defaults: Defaults | None = None
+    """The role, external id and region of every AWS-calling step that names none (copied
+    into those steps before they are parsed: `targets.apply_defaults`)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GateDefinition:
@@ -444,6 +448,7 @@ def validate_definition(raw: object) -> GateDefinition:
     """Validate an already-decoded definition, reporting every bad field at once."""
     if not isinstance(raw, dict):
         raise DefinitionError(["UserParameters: expected a JSON object with 'steps'"])
+    raw = apply_defaults(raw)
     data = dict(raw)
     errors: list[str] = []
     if isinstance(raw.get("steps"), list):

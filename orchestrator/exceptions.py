@@ -8,6 +8,7 @@
     │   ├── GateFailed                JobFailed: fail_if, a step or gate timeout, a cancel
     │   ├── expressions.TemplateError  a `${...}` is invalid or null (also a ValueError)
     │   ├── secrets.SecretUnreadable  see SecretError
+    │   ├── targets.RoleDenied        STS refused a step's role (PermissionError, mostly)
     │   └── approval.links.BadLink    an approval link that is malformed or not ours
     ├── TransientError                try again later; never fails the gate while time remains
     │   ├── StoreUnavailable          DynamoDB could not be read or written
@@ -16,6 +17,7 @@
     │   ├── artifacts.ArtifactStoreUnavailable   S3 busy or unreachable (job artifacts)
     │   ├── sources.SourceUnavailable            S3 or SSM busy or unreachable (gate files)
     │   ├── secrets.SecretUnavailable            see SecretError
+    │   ├── targets.RoleUnavailable              STS busy or unreachable (a step's role)
     │   └── approval.links.KeyUnavailable        the approval signing key could not be read
     ├── secrets.SecretError           a secret reference could not be resolved, as either
     │   ├── SecretUnreadable          a TerminalError: denied, missing, not what it says

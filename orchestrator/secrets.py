@@ -6,6 +6,9 @@ A header value (or any field a kind declares as `str | SecretRef`) may be a refe
     {"secret": "itsm-token", "json_key": "token"}                       one key of a JSON secret
     {"parameter": "/itsm/token"}                                        an SSM (SecureString) value
 
+A reference may name where it lives (`orchestrator.targets`): `"role_arn"` (and
+`"external_id"`) to read it as a role of another account, `"region"` for another region.
+
 The definition, the run state and every message only ever hold the *reference*. The value
 is fetched through `services.aws(...)` when a step polls, kept for `CACHE_SECONDS` in an
 in-process cache (one per `Services` object, so a warm container asks Secrets Manager at
@@ -21,11 +24,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import ConfigDict, SecretStr, model_validator
 
 from orchestrator import aws
 from orchestrator.caching import TtlCache
 from orchestrator.exceptions import FailureType, OrchestratorError, TerminalError, TransientError
+from orchestrator.targets import RoleDenied, RoleUnavailable, Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -34,10 +38,13 @@ if TYPE_CHECKING:
 
 CACHE_SECONDS = 300.0
 REDACTED = "***"
+SESSION = ("orchestrator", "secret")
+"""Run id and step a role session is named after when the caller gives none."""
 
 
-class SecretRef(BaseModel):
-    """Where a secret value lives: Secrets Manager (`secret`, optional `json_key`) or SSM."""
+class SecretRef(Target):
+    """Where a secret value lives: Secrets Manager (`secret`, optional `json_key`) or SSM,
+    read as the function's role or the reference's `role_arn`, in its `region`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,10 +61,12 @@ class SecretRef(BaseModel):
         return self
 
     def __str__(self) -> str:
+        where = f" as role {self.role_arn}" if self.role_arn is not None else ""
+        where += f" in {self.region}" if self.region is not None else ""
         if self.secret is not None:
             key = f" (key '{self.json_key}')" if self.json_key is not None else ""
-            return f"secret '{self.secret}'{key}"
-        return f"parameter '{self.parameter}'"
+            return f"secret '{self.secret}'{key}{where}"
+        return f"parameter '{self.parameter}'{where}"
 
 
 class SecretError(OrchestratorError):
@@ -86,9 +95,12 @@ class SecretCache:
     def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self._values: TtlCache[SecretRef, SecretStr] = TtlCache(ttl, clock)
 
-    def resolve(self, ref: SecretRef, services: ServiceClients) -> str:
-        """The value of `ref`, from the cache while fresh; raises SecretError."""
-        value = self._values.get(ref, lambda: SecretStr(_fetch(ref, services)))
+    def resolve(
+        self, ref: SecretRef, services: ServiceClients, session: tuple[str, str] = SESSION
+    ) -> str:
+        """The value of `ref`, from the cache while fresh; raises SecretError. `session`
+        names the role session when the reference has a `role_arn` (see `resolve`)."""
+        value = self._values.get(ref, lambda: SecretStr(_fetch(ref, services, session)))
         return value.get_secret_value()
 
 
@@ -106,20 +118,24 @@ def cache_for(services: ServiceClients) -> SecretCache:
         return cache
 
 
-def resolve(ref: SecretRef, services: ServiceClients) -> str:
-    """The value of `ref`, through `services`' cache; raises SecretError naming `ref`."""
-    return cache_for(services).resolve(ref, services)
+def resolve(ref: SecretRef, services: ServiceClients, session: tuple[str, str] = SESSION) -> str:
+    """The value of `ref`, through `services`' cache; raises SecretError naming `ref`.
+    `session` is the (run id, step) a role session is named after, for CloudTrail."""
+    return cache_for(services).resolve(ref, services, session)
 
 
 def resolve_headers(
-    headers: Mapping[str, str | SecretRef], services: ServiceClients
+    headers: Mapping[str, str | SecretRef],
+    services: ServiceClients,
+    session: tuple[str, str] = SESSION,
 ) -> dict[str, str]:
-    """Header values with every reference replaced by its value (a new dict, not persisted)."""
+    """Header values with every reference replaced by its value (a new dict, not persisted);
+    `session` as in `resolve`."""
     resolved: dict[str, str] = {}
     for name, value in headers.items():
         if isinstance(value, SecretRef):
             try:
-                resolved[name] = resolve(value, services)
+                resolved[name] = resolve(value, services, session)
             except SecretUnavailable as exc:
                 raise SecretUnavailable(f"header '{name}': {exc}") from None
             except SecretUnreadable as exc:
@@ -146,17 +162,22 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
     return value
 
 
-def _fetch(ref: SecretRef, services: ServiceClients) -> str:
+def _fetch(ref: SecretRef, services: ServiceClients, session: tuple[str, str]) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    target = ref.acting_as(*session)
     try:
         if ref.parameter is not None:
-            ssm = services.aws("ssm")
+            ssm = services.aws("ssm", target=target)
             parameter = ssm.get_parameter(Name=ref.parameter, WithDecryption=True)
             return str(parameter["Parameter"]["Value"])
         assert ref.secret is not None  # exactly one of the two (the model's validator)
-        manager = services.aws("secretsmanager")
+        manager = services.aws("secretsmanager", target=target)
         response = manager.get_secret_value(SecretId=ref.secret)
+    except RoleUnavailable as exc:
+        raise SecretUnavailable(f"{ref}: {exc}") from None
+    except RoleDenied as exc:
+        raise SecretUnreadable(f"{ref}: {exc}", exc.failure_type) from None
     except ClientError as exc:
         raise _client_error(ref, exc) from None
     except BotoCoreError as exc:

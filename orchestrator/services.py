@@ -1,9 +1,11 @@
 """Clients the steps use, built lazily so a tick imports and connects only what it needs.
 
 `ServiceClients` is the seam the engine hands to steps (and steps to secret references and
-notifications): `http`, an `HttpClient`, and `aws(service)`, a boto3 client typed by
-service. Production uses `Services`: urllib3 (already shipped with botocore) and boto3
-clients configured by `orchestrator.aws.client_config`, whose endpoints follow the standard
+notifications): `http`, an `HttpClient`, and `aws(service, target=...)`, a boto3 client
+typed by service, for the function's own role and region or for a step's target (another
+role, assumed through STS by `orchestrator.assume`, another region: `orchestrator.targets`).
+Production uses `Services`: urllib3 (already shipped with botocore) and boto3 clients
+configured by `orchestrator.aws.client_config`, whose endpoints follow the standard
 `AWS_ENDPOINT_URL_*` variables. Unit tests pass their own.
 """
 
@@ -16,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 from orchestrator.exceptions import TransientError
 
 if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Callable
+
     import urllib3
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_lambda import LambdaClient
@@ -24,6 +29,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_sts import STSClient
+
+    from orchestrator.assume import RoleSessions
+    from orchestrator.targets import AwsTarget
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -117,6 +126,9 @@ class ServiceClients(Protocol):
     `aws()` is typed per service: the services a step may call are the ones listed here.
     `single_attempt` clients never retry: for calls that are not idempotent (invoking a
     Lambda function), where botocore's retry of a read timeout would run them twice.
+    `target` (None: the function's own role and region) gives a client acting as the
+    target's role, in its region; getting one raises `targets.RoleDenied` or
+    `targets.RoleUnavailable` when the role cannot be assumed.
     """
 
     @property
@@ -124,33 +136,82 @@ class ServiceClients(Protocol):
 
     @overload
     def aws(
-        self, service: Literal["cloudwatch"], *, single_attempt: bool = False
+        self,
+        service: Literal["cloudwatch"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
     ) -> CloudWatchClient: ...
     @overload
-    def aws(self, service: Literal["lambda"], *, single_attempt: bool = False) -> LambdaClient: ...
-    @overload
-    def aws(self, service: Literal["s3"], *, single_attempt: bool = False) -> S3Client: ...
+    def aws(
+        self,
+        service: Literal["lambda"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
+    ) -> LambdaClient: ...
     @overload
     def aws(
-        self, service: Literal["secretsmanager"], *, single_attempt: bool = False
+        self,
+        service: Literal["s3"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
+    ) -> S3Client: ...
+    @overload
+    def aws(
+        self,
+        service: Literal["secretsmanager"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
     ) -> SecretsManagerClient: ...
     @overload
-    def aws(self, service: Literal["sns"], *, single_attempt: bool = False) -> SNSClient: ...
-    @overload
-    def aws(self, service: Literal["ssm"], *, single_attempt: bool = False) -> SSMClient: ...
+    def aws(
+        self,
+        service: Literal["sns"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
+    ) -> SNSClient: ...
     @overload
     def aws(
-        self, service: Literal["stepfunctions"], *, single_attempt: bool = False
+        self,
+        service: Literal["ssm"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
+    ) -> SSMClient: ...
+    @overload
+    def aws(
+        self,
+        service: Literal["stepfunctions"],
+        *,
+        single_attempt: bool = False,
+        target: AwsTarget | None = None,
     ) -> SFNClient: ...
 
 
 class Services:
-    """Per-process cache of clients for the steps (the production `ServiceClients`)."""
+    """Per-process cache of clients for the steps (the production `ServiceClients`).
 
-    def __init__(self, http: HttpClient | None = None, region: str | None = None) -> None:
+    `credentials_clock` and `sts` are for tests: botocore's clock for the expiry of assumed
+    credentials, and the STS client that assumes roles (see `orchestrator.assume`)."""
+
+    def __init__(
+        self,
+        http: HttpClient | None = None,
+        region: str | None = None,
+        *,
+        credentials_clock: Callable[[], datetime.datetime] | None = None,
+        sts: Callable[[], STSClient] | None = None,
+    ) -> None:
         self._http = http
         self._region = region
         self._clients: dict[str, Any] = {}
+        self._credentials_clock = credentials_clock
+        self._sts = sts
+        self._roles: RoleSessions | None = None
 
     @property
     def http(self) -> HttpClient:
@@ -158,19 +219,34 @@ class Services:
             self._http = Urllib3Client()
         return self._http
 
-    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
-        """A boto3 client for `service`, created once per process (see `ServiceClients`)."""
-        key = f"{service}/once" if single_attempt else service
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
+        """A boto3 client for `service`, created once per process and target (see
+        `ServiceClients`)."""
+        from orchestrator.aws import client_config
+
+        config = (
+            client_config(attempts=1, read_timeout=60)
+            if single_attempt
+            else client_config(attempts=3, read_timeout=20)
+        )
+        if target is not None and target.role_arn is not None:
+            return self.roles.client(service, target, config, single_attempt)
+        region = target.region if target is not None and target.region else self._region
+        key = f"{service}{'/once' if single_attempt else ''}@{region or ''}"
         if key not in self._clients:
             import boto3
 
-            from orchestrator.aws import client_config
-
-            config = (
-                client_config(attempts=1, read_timeout=60)
-                if single_attempt
-                else client_config(attempts=3, read_timeout=20)
-            )
             factory: Any = boto3.client  # the service name is data here, not a literal
-            self._clients[key] = factory(service, region_name=self._region, config=config)
+            self._clients[key] = factory(service, region_name=region, config=config)
         return self._clients[key]
+
+    @property
+    def roles(self) -> RoleSessions:
+        """The assumed-role sessions of this process (created on first use)."""
+        if self._roles is None:
+            from orchestrator.assume import RoleSessions
+
+            self._roles = RoleSessions(self._region, now=self._credentials_clock, sts=self._sts)
+        return self._roles

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import aws
 from orchestrator.services import HttpError
+from orchestrator.targets import RoleError, as_whom
 from orchestrator.text import format_instant
 
 if TYPE_CHECKING:
     from orchestrator.approval.links import Button, Link
     from orchestrator.services import ServiceClients
+    from orchestrator.targets import AwsTarget
 
 MAX_BUTTON_ROWS = 20  # Slack allows 50 blocks per message; each approver takes two
 
@@ -118,8 +120,10 @@ def send(
     webhook: str | None,
     services: ServiceClients,
     timeout: float,
+    sns_target: AwsTarget | None = None,
 ) -> list[str]:
-    """Publish to the topic and post to the webhook; returns what failed (empty: all sent)."""
+    """Publish to the topic (as `sns_target`'s role, in its region, when given) and post to
+    the webhook; returns what failed (empty: all sent)."""
     errors: list[str] = []
     if sns_topic:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -129,11 +133,13 @@ def send(
             fifo["MessageGroupId"] = notice.run_id
             fifo["MessageDeduplicationId"] = f"{notice.run_id}:{notice.step}"[:128]
         try:
-            services.aws("sns").publish(
+            services.aws("sns", target=sns_target).publish(
                 TopicArn=sns_topic, Subject=subject(notice), Message=text(notice), **fifo
             )
+        except RoleError as exc:
+            errors.append(f"sns: {exc}")
         except (ClientError, BotoCoreError) as exc:
-            errors.append(f"sns: {aws.describe(exc)}")
+            errors.append(f"sns: {aws.describe(exc)}{as_whom(sns_target)}")
     if webhook:
         body = json.dumps(slack(notice)).encode()
         headers = {"Content-Type": "application/json"}

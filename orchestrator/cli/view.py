@@ -110,6 +110,14 @@ class ConsoleView:
             self.console.print("  (no exact approvers: decide with `orchestrator approve`)")
         self.console.print(f"  sign in at the mock issuer {e['issuer']}: choose who you are")
 
+    def _acted_as(self, e: Event) -> None:
+        """A step that acted as another account's role: which, where, under what session."""
+        region = f" in {e['region']}" if e.get("region") else ""
+        session = f" (role session {e['session']})" if e.get("session") else ""
+        self.console.print(
+            f"  step '{e['step']}' acted as {e['role_arn']}{region}{session}", markup=False
+        )
+
     def _action_finished(self, e: Event) -> None:
         where = f"{e['stage']} / {e['action']}"
         if e["status"] == "Succeeded":

@@ -329,6 +329,31 @@ class LocalStack:
             )
         return found
 
+    def acted_as(self, run_id: str) -> list[Event]:
+        """For each step of the run that acted as another account's role: the role, its
+        region and the role session (what the target account's CloudTrail shows)."""
+        try:
+            record = self.store().load(run_id)
+        except Exception:  # a rehearsal's report must not fail on its own store
+            return []
+        if record is None:
+            return []
+        found: list[Event] = []
+        for step in (*record.state.steps, *record.state.guards, *record.state.hooks):
+            acted = step.memo.get("acted_as")
+            if isinstance(acted, dict) and acted.get("role_arn"):
+                found.append(
+                    {
+                        "event": "acted_as",
+                        "run_id": run_id,
+                        "step": step.name,
+                        "role_arn": str(acted["role_arn"]),
+                        "region": acted.get("region"),
+                        "session": acted.get("session"),
+                    }
+                )
+        return found
+
     def settings(self) -> Settings:
         """The function's settings in this stack: its table and region, passed to the app
         (nothing is set in the environment for it), the rest from the environment; with
@@ -487,6 +512,8 @@ def _run_one(
     final = result.jobs[-1]
     if final.answer is not None:
         on_job(final)
+    for acted in stack.acted_as(result.jobs[0].job_id):
+        emit({**acted, **where})
     emit(
         {
             "event": "action_finished",

@@ -13,7 +13,8 @@ exist, or a prefix that matches none, fails the gate: watching nothing proves no
 
 Result: `{"alarms": [{"name", "type", "state"}], "ok_for_seconds": float}` (no reasons: at
 that point every alarm is OK, and a long list must still fit the run's DynamoDB item).
-A throttled or unreachable CloudWatch is retried at the next poll.
+A throttled or unreachable CloudWatch (or STS) is retried at the next poll. With `role_arn`
+and `region` (`orchestrator.targets`) the alarms are another account's, or region's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import counted
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ class AlarmWatch(BaseModel):
         return self
 
 
-class AlarmsStep(Step):
+class AlarmsStep(Target, Step):
     """Wait until the alarms have been OK for `alarms.for`; fail on ALARM unless told not to."""
 
     kind: ClassVar[str] = "alarms"
@@ -74,14 +76,21 @@ class AlarmsStep(Step):
 
         watch = self.alarms
         assert ctx.services is not None, "the engine was run without services"
+        target = self.acting_as(ctx.run_id, self.name)
         try:
-            found = _describe(ctx.services.aws("cloudwatch"), watch)
+            client = ctx.services.aws("cloudwatch", target=target)
+            acted_as(state, target)
+            found = _describe(client, watch)
+        except RoleError as exc:
+            return role_outcome(self.name, exc)
         except ClientError as exc:
             fault, code = aws.classify(exc), aws.describe(exc)
             if fault.transient:
                 return Pending(f"CloudWatch unavailable ({code}); retrying", unobserved=True)
             failure = FailureType.PERMISSION_ERROR if fault is aws.AwsFault.DENIED else None
-            return Failed(f"step '{self.name}': DescribeAlarms failed ({code})", failure)
+            return Failed(
+                f"step '{self.name}': DescribeAlarms failed ({code}){as_whom(target)}", failure
+            )
         except BotoCoreError as exc:
             return Pending(
                 f"CloudWatch unreachable ({type(exc).__name__}); retrying", unobserved=True

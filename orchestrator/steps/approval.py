@@ -54,6 +54,7 @@ from orchestrator.approval.principals import (
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.targets import Target, acted_as
 
 if TYPE_CHECKING:
     from orchestrator.approval.runtime import Runtime
@@ -75,8 +76,9 @@ def _templated(value: str) -> bool:
     return "${" in value
 
 
-class NotifyTargets(BaseModel):
-    """Where the "approval needed" message goes: an SNS topic, a webhook, or both."""
+class NotifyTargets(Target):
+    """Where the "approval needed" message goes: an SNS topic, a webhook, or both. The topic
+    is published to as the function's role in its region, or as `role_arn` in `region`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -419,8 +421,11 @@ class ApprovalStep(Step):
         )
         assert spec.notify is not None
         timeout = min(10.0, max(ctx.time_left() - 1.0, 0.5))
-        errors += notify.send(notice, spec.notify.sns, spec.notify.webhook, services, timeout)
-        return errors
+        target = spec.notify.acting_as(ctx.run_id, self.name) if spec.notify.sns else None
+        sent = notify.send(notice, spec.notify.sns, spec.notify.webhook, services, timeout, target)
+        if not any(error.startswith("sns:") for error in sent):
+            acted_as(state, target)
+        return errors + sent
 
 
 def _pipeline_name(run: Any) -> str | None:

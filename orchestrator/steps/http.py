@@ -33,6 +33,7 @@ from orchestrator.steps._base import (
     Step,
     StepContext,
 )
+from orchestrator.targets import acted_as
 from orchestrator.text import bounded, clip, counted, json_or_text
 
 if TYPE_CHECKING:
@@ -80,13 +81,16 @@ class HttpStep(Step):
         services = ctx.services
         assert services is not None, "the engine was run without services"
         try:
-            headers = resolve_headers(self.http.headers, services)
+            headers = resolve_headers(self.http.headers, services, (ctx.run_id, self.name))
         except SecretUnavailable as exc:
             polled = counted(state.polls + 1, "time")
             return Pending(f"{exc}; retrying (polled {polled})", unobserved=True)
         except SecretUnreadable as exc:
             return Failed(f"step '{self.name}': {exc}", exc.failure_type)
         hidden = [headers[k] for k, v in self.http.headers.items() if isinstance(v, SecretRef)]
+        for ref in self.http.headers.values():
+            if isinstance(ref, SecretRef):
+                acted_as(state, ref.acting_as(ctx.run_id, self.name))
         try:
             response = services.http.request(
                 self.http.method,

@@ -19,6 +19,10 @@ belongs to an invocation that died: the step fails saying the function may have 
 the run's first tick nothing can be claimed yet (the run is not stored), so a gate that
 starts with a `lambda` step invokes on its second tick.
 
+With `role_arn` and `region` (`orchestrator.targets`) the function is another account's, or
+region's. The role is assumed before the attempt is claimed: while STS is unavailable the step
+waits (nothing was invoked); a role that is refused fails the step.
+
 Invoking is still not idempotent: botocore re-sends nothing (the client makes a single
 attempt), but a response that never arrives (the client reads for at most 60 s, so keep
 these functions quick; start a `state_machine` for long work) fails the step saying the
@@ -38,12 +42,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator import aws
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import bounded, clip, json_or_text
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
+    from mypy_boto3_lambda import LambdaClient
 
     from orchestrator.model import StepState
+    from orchestrator.targets import AwsTarget
 
 CLAIM_LEASE_SECONDS = 16 * 60.0
 """Real seconds after which a claim without an outcome was abandoned: the orchestrator's
@@ -62,7 +69,7 @@ class LambdaCall(BaseModel):
     payload: Any = Field(default_factory=dict)
 
 
-class LambdaStep(Step):
+class LambdaStep(Target, Step):
     """Invoke `lambda.function` with `lambda.payload`; done with its response."""
 
     model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
@@ -82,6 +89,13 @@ class LambdaStep(Step):
         if isinstance(recorded, dict):  # claimed, invoked and recorded by another delivery
             state.memo["invocations"] = attempt + 1
             return _replayed(recorded)
+        assert ctx.services is not None, "the engine was run without services"
+        target = self.acting_as(ctx.run_id, self.name)
+        try:  # before the claim: a role that cannot be had invokes nothing
+            client = ctx.services.aws("lambda", single_attempt=True, target=target)
+        except RoleError as exc:
+            return role_outcome(self.name, exc)
+        acted_as(state, target)
         if ctx.claim is not None:
             held = ctx.claims.get(claim_key)
             if isinstance(held, dict) and held.get("by") != state.memo.get("claim"):
@@ -96,7 +110,7 @@ class LambdaStep(Step):
                         f"claiming the invocation of {self.lambda_.function}",
                         next_check=ctx.now + CLAIM_RECHECK_SECONDS,
                     )
-        outcome = self._invoke(ctx)
+        outcome = self._invoke(client, target)
         state.memo["invocations"] = attempt + 1
         if ctx.claim is not None:
             ctx.claim(result_key, _recorded(outcome))
@@ -116,19 +130,18 @@ class LambdaStep(Step):
             "recorded an outcome; the function may have run"
         )
 
-    def _invoke(self, ctx: StepContext) -> Done | Failed:
+    def _invoke(self, client: LambdaClient, target: AwsTarget | None) -> Done | Failed:
         from botocore.exceptions import BotoCoreError, ClientError
 
         function = self.lambda_.function
-        assert ctx.services is not None, "the engine was run without services"
         try:
-            response = ctx.services.aws("lambda", single_attempt=True).invoke(
+            response = client.invoke(
                 FunctionName=function,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(self.lambda_.payload).encode(),
             )
         except ClientError as exc:
-            return self._client_error(function, exc)
+            return self._client_error(function, exc, target)
         except BotoCoreError as exc:
             if aws.may_have_taken_effect(exc):  # the function may have run: not retried
                 return Failed(
@@ -149,10 +162,10 @@ class LambdaStep(Step):
             return Failed(f"step '{self.name}': function {function} failed: {_error(body)}")
         return Done(_bounded(body))
 
-    def _client_error(self, function: str, exc: ClientError) -> Failed:
+    def _client_error(self, function: str, exc: ClientError, target: AwsTarget | None) -> Failed:
         fault, code = aws.classify(exc), aws.describe(exc)
         message = _clip(str(exc.response.get("Error", {}).get("Message", "")))
-        text = f"step '{self.name}': invoking {function}: {code}" + (
+        text = f"step '{self.name}': invoking {function}{as_whom(target)}: {code}" + (
             f" ({message})" if message else ""
         )
         if fault.transient:

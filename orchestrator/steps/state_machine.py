@@ -12,7 +12,9 @@ no DescribeExecution and no idempotent start).
 
 Result: `{"execution_arn", "name", "status": "SUCCEEDED", "output": parsed JSON}`.
 FAILED, TIMED_OUT and ABORTED fail the gate naming the execution, its error and cause.
-A throttled or unreachable Step Functions is retried at the next poll.
+A throttled or unreachable Step Functions (or STS) is retried at the next poll. With
+`role_arn` and `region` (`orchestrator.targets`) the state machine is another account's, or
+region's: give the region the ARN names.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import clip, json_or_text, too_large
 
 if TYPE_CHECKING:
@@ -68,7 +71,7 @@ class StateMachineCall(BaseModel):
         return value
 
 
-class StateMachineStep(Step):
+class StateMachineStep(Target, Step):
     """Start `state_machine.arn` once per run; done when the execution succeeds."""
 
     kind: ClassVar[str] = "state_machine"
@@ -83,7 +86,12 @@ class StateMachineStep(Step):
         from botocore.exceptions import BotoCoreError, ClientError
 
         assert ctx.services is not None, "the engine was run without services"
-        client = ctx.services.aws("stepfunctions")
+        target = self.acting_as(ctx.run_id, self.name)
+        try:
+            client = ctx.services.aws("stepfunctions", target=target)
+        except RoleError as exc:
+            return role_outcome(self.name, exc)
+        acted_as(state, target)
         name = execution_name(ctx.run_id, self.name)
         arn = state.memo.get("execution_arn")
         doing = f"execution {arn}"
@@ -103,7 +111,7 @@ class StateMachineStep(Step):
                 if fault is aws.AwsFault.DENIED
                 else FailureType.CONFIGURATION_ERROR
             )
-            return Failed(f"step '{self.name}': {doing}: {code}", failure)
+            return Failed(f"step '{self.name}': {doing}: {code}{as_whom(target)}", failure)
         except BotoCoreError as exc:
             return Pending(
                 f"Step Functions unreachable ({type(exc).__name__}); retrying", unobserved=True

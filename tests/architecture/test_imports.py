@@ -63,6 +63,7 @@ PURE = frozenset(
         "orchestrator.reference",
         "orchestrator.steps",
         "orchestrator.steps._base",
+        "orchestrator.targets",
         "orchestrator.expressions",
         "orchestrator.text",
         "orchestrator.token",

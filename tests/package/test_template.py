@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PIPELINE = ROOT / "examples" / "pipeline.yaml"
+TARGET_ROLE = ROOT / "examples" / "target-account-role.yaml"
 DOCS = ROOT / "docs" / "DEPLOY.md"
 MAKEFILE = ROOT / "Makefile"
 FUNCTION = "OrchestratorFunction"
@@ -115,7 +116,9 @@ build_lambda = _build_script()
 # cfn-lint and the SAM transform
 
 
-@pytest.mark.parametrize("path", [TEMPLATE, PIPELINE], ids=["template", "pipeline"])
+@pytest.mark.parametrize(
+    "path", [TEMPLATE, PIPELINE, TARGET_ROLE], ids=["template", "pipeline", "target-role"]
+)
 def test_cfn_lint_reports_nothing(path: Path) -> None:
     from cfnlint.api import ManualArgs, lint_file
 
@@ -424,6 +427,7 @@ CONDITIONAL = {
     "SsmParameterArns": {"ReadParameters"},
     "GateBucketArns": {"ReadGateDefinitions"},
     "NotificationTopicArns": {"PublishToOtherTopics"},
+    "AssumableRoleArns": {"AssumeTargetRoles"},
 }
 ALWAYS = {
     "AnswerCodePipelineJobs",
@@ -451,7 +455,7 @@ def test_conditional_statements_are_absent_when_their_parameters_are_empty() -> 
     statements = role_statements()
     assert set(statements) == ALWAYS
     actions = _actions(statements)
-    for prefix in ("states:", "lambda:", "s3:"):
+    for prefix in ("states:", "lambda:", "s3:", "sts:"):
         assert not any(action.startswith(prefix) for action in actions), prefix
     # Secrets Manager: the approval link signing key only (docs/APPROVALS.md).
     readers = [s for s in statements.values() if "secretsmanager:" in json.dumps(s["Action"])]
@@ -466,6 +470,7 @@ SECRETS = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:itsm-token-AbCdE
 PARAMETERS = "arn:aws:ssm:eu-west-1:123456789012:parameter/itsm/token"
 GATE_BUCKETS = "arn:aws:s3:::my-gates,arn:aws:s3:::team-gates"
 TOPICS = "arn:aws:sns:eu-west-1:123456789012:ops,arn:aws:sns:eu-west-1:123456789012:dev"
+TARGET_ROLES = "arn:aws:iam::222233334444:role/orchestrator-gate,arn:aws:iam::555566667777:role/orchestrator-gate"  # noqa: E501
 
 
 def test_conditional_statements_name_exactly_the_given_arns() -> None:
@@ -476,6 +481,7 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         SsmParameterArns=PARAMETERS,
         GateBucketArns=GATE_BUCKETS,
         NotificationTopicArns=TOPICS,
+        AssumableRoleArns=TARGET_ROLES,
     )
     assert set(statements) == ALWAYS | set().union(*CONDITIONAL.values())
     assert statements["StartStateMachines"]["Action"] == "states:StartExecution"
@@ -496,6 +502,12 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         "arn:aws:s3:::team-gates/*",
     ]
     assert statements["PublishToOtherTopics"]["Resource"] == TOPICS.split(",")
+    assert statements["AssumeTargetRoles"] == {
+        "Sid": "AssumeTargetRoles",
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Resource": TARGET_ROLES.split(","),
+    }
 
 
 @pytest.mark.parametrize(("parameter", "sids"), sorted(CONDITIONAL.items()))
@@ -507,6 +519,7 @@ def test_each_parameter_adds_only_its_own_statements(parameter: str, sids: set[s
         "SsmParameterArns": PARAMETERS,
         "GateBucketArns": GATE_BUCKETS,
         "NotificationTopicArns": TOPICS,
+        "AssumableRoleArns": TARGET_ROLES,
     }
     assert set(role_statements(**{parameter: values[parameter]})) == ALWAYS | sids
 
@@ -515,7 +528,7 @@ def test_conditional_statements_are_fn_if_with_no_value() -> None:
     role = transformed()["Resources"][ROLE]
     statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     conditional = [s for s in statements if set(s) == {"Fn::If"}]
-    assert len(conditional) == 7
+    assert len(conditional) == 8
     for statement in conditional:
         condition, _, otherwise = statement["Fn::If"]
         assert otherwise == {"Ref": "AWS::NoValue"}
@@ -784,6 +797,93 @@ def test_outputs() -> None:
         "Fn::Sub": "${AWS::StackName}-FunctionName"
     }
     assert outputs["FunctionArn"]["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-FunctionArn"}
+
+
+def test_the_function_role_is_an_output_for_target_accounts_trust_policies() -> None:
+    outputs = transformed()["Outputs"]
+    assert outputs["OrchestratorRoleArn"]["Value"] == {"Fn::GetAtt": [ROLE, "Arn"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The target account's role (examples/target-account-role.yaml)
+
+TARGET_PARAMETERS = {
+    "ReadAlarms": ("false", {"ReadAlarms"}),
+    "StateMachineArns": (MACHINES, {"StartStateMachines", "DescribeStateMachineExecutions"}),
+    "InvokableFunctionArns": (FUNCTIONS, {"InvokeFunctions"}),
+    "SecretArns": (SECRETS, {"ReadSecrets"}),
+    "SsmParameterArns": (PARAMETERS, {"ReadParameters"}),
+    "NotificationTopicArns": (TOPICS, {"PublishNotifications"}),
+}
+ORCHESTRATOR_ROLE = "arn:aws:iam::111122223333:role/orchestrator-OrchestratorRole-AbC"
+
+
+def target_role(**given: str) -> dict[str, Any]:
+    """The gate role's properties for these parameter values (conditions evaluated)."""
+    template = load_cfn(TARGET_ROLE)
+    values = {"OrchestratorRoleArn": ORCHESTRATOR_ROLE, "ExternalId": "release-gates", **given}
+    evaluator = Evaluator(template, parameter_values(template, **values))
+    properties: dict[str, Any] = evaluator.value(template["Resources"]["GateRole"])["Properties"]
+    return properties
+
+
+def target_statements(**given: str) -> dict[str, dict[str, Any]]:
+    policies = target_role(**given).get("Policies", [])
+    return {s["Sid"]: s for p in policies for s in p["PolicyDocument"]["Statement"]}
+
+
+def test_the_target_role_trusts_only_the_orchestrator_with_the_external_id() -> None:
+    role = target_role()
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Sid": "OrchestratorWithExternalId",
+            "Effect": "Allow",
+            "Principal": {"AWS": ORCHESTRATOR_ROLE},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": "release-gates"}},
+        }
+    ]
+    assert role["MaxSessionDuration"] == 3600  # role chaining's limit, what is asked for
+    template = load_cfn(TARGET_ROLE)
+    assert set(template["Resources"]) == {"GateRole"}
+    assert template["Outputs"]["GateRoleArn"]["Value"] == {"Fn::GetAtt": ["GateRole", "Arn"]}
+
+
+def test_the_target_role_is_the_same_template_in_every_account_and_region() -> None:
+    """StackSet-friendly: no account id, region or partition written in; IAM only."""
+    text = TARGET_ROLE.read_text()
+    assert not re.search(r"\b\d{12}\b", text)
+    assert "arn:aws:" not in text and "us-east-1" not in text
+    types = {r["Type"] for r in load_cfn(TARGET_ROLE)["Resources"].values()}
+    assert types == {"AWS::IAM::Role"}
+
+
+def test_the_target_role_grants_only_what_its_parameters_name() -> None:
+    assert set(target_statements()) == {"ReadAlarms"}  # the default: alarms only
+    assert "Policies" not in target_role(ReadAlarms="false")  # nothing at all
+    everything = {name: value for name, (value, _) in TARGET_PARAMETERS.items()}
+    statements = target_statements(**{**everything, "ReadAlarms": "true"})
+    assert set(statements) == set().union(*(sids for _, sids in TARGET_PARAMETERS.values()))
+    assert statements["ReadAlarms"]["Resource"] == "*"  # composite alarms need "*"
+    assert statements["StartStateMachines"]["Resource"] == MACHINES.split(",")
+    assert statements["DescribeStateMachineExecutions"]["Resource"] == [
+        "arn:aws:states:eu-west-1:123456789012:execution:a:*",
+        "arn:aws:states:eu-west-1:123456789012:execution:b:*",
+    ]
+    assert statements["InvokeFunctions"]["Resource"] == [FUNCTIONS]
+    assert statements["ReadSecrets"]["Resource"] == [SECRETS]
+    assert statements["ReadParameters"]["Resource"] == [PARAMETERS]
+    assert statements["PublishNotifications"]["Resource"] == TOPICS.split(",")
+    for parameter, (value, sids) in TARGET_PARAMETERS.items():
+        if parameter != "ReadAlarms":
+            alone = target_statements(ReadAlarms="false", **{parameter: value})
+            assert set(alone) == sids, parameter
+
+
+def test_no_iam_statement_of_the_target_role_has_a_wildcard() -> None:
+    template = load_cfn(TARGET_ROLE)
+    assert sum(1 for _ in iam_statements(template)) == 8  # the trust statement and 7 grants
+    assert all_findings(template) == []
 
 
 # ---------------------------------------------------------------------------------------------

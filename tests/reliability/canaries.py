@@ -1,9 +1,10 @@
 """Secret canaries: every artifact credential a test session hands out must never come back.
 
 The session registers as a canary every `artifactCredentials` value the CodePipeline
-emulator puts into an event (random per job, see `emulator.fake_credentials`), plus the
-documented keys of the event fixture, and scans everything the orchestrator could leak
-them into:
+emulator puts into an event (random per job, see `emulator.fake_credentials`), the
+documented keys of the event fixture, and the secret access key and session token of every
+role assumed through moto's STS (the credentials a cross-account step acts with, see
+`orchestrator.assume`), and scans everything the orchestrator could leak them into:
 
     log records      every record of every logger, formatted with its extra fields and its
                      exception (the root logger is set to DEBUG; wire-level libraries that
@@ -255,6 +256,7 @@ class Session:
         self.scanner.add_credentials(fixture, "tests/events/job.json")
         self._patches = pytest.MonkeyPatch()
         self._patch_codepipeline(self._patches)
+        self._patch_sts(self._patches)
         self._patch_outputs(self._patches)
         self._install_logging()
 
@@ -283,6 +285,24 @@ class Session:
 
         patches.setattr(CodePipelineEmulator, "create_job", registering_create_job)
         patches.setattr(CodePipelineEmulator, "handle", scanning_handle)
+
+    def _patch_sts(self, patches: pytest.MonkeyPatch) -> None:
+        """Every role moto's STS hands out: its secret key and session token are canaries
+        before the caller reads the response (the access key id is no secret: it is in every
+        request's Authorization header, as on AWS)."""
+        from moto.sts.models import STSBackend
+
+        scanner = self.scanner
+        assume_role = STSBackend.assume_role
+
+        def registering_assume_role(backend: STSBackend, *args: Any, **kwargs: Any) -> Any:
+            role = assume_role(backend, *args, **kwargs)
+            origin = f"an assumed role ({role.arn})"
+            scanner.add(role.secret_access_key, origin)
+            scanner.add(role.session_token, origin)
+            return role
+
+        patches.setattr(STSBackend, "assume_role", registering_assume_role)
 
     def _patch_outputs(self, patches: pytest.MonkeyPatch) -> None:
         """CLI outputs, EMF lines, and DynamoDB Local's tables before it stops."""

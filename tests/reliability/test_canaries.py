@@ -74,6 +74,18 @@ def test_the_session_registers_every_emulator_job_and_scans_its_sources() -> Non
     assert SCANNER.texts >= texts + 5
 
 
+def test_every_role_assumed_through_moto_is_a_canary(moto_endpoint: str, aws_env: None) -> None:
+    """The credentials a cross-account step acts with (orchestrator.assume) are secrets too:
+    their secret key and session token are registered before anyone reads the response."""
+    import boto3
+
+    sts = boto3.client("sts", endpoint_url=moto_endpoint)
+    role = "arn:aws:iam::222233334444:role/canary"
+    found = sts.assume_role(RoleArn=role, RoleSessionName="canary")["Credentials"]
+    assert SCANNER.knows(found["SecretAccessKey"]) and SCANNER.knows(found["SessionToken"])
+    assert not SCANNER.knows(found["AccessKeyId"])  # in every Authorization header, as on AWS
+
+
 def hello() -> None:
     click.echo("hello")
 

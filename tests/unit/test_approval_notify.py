@@ -15,6 +15,7 @@ from orchestrator.approval.links import Link, LinkClaim
 from orchestrator.approval.notify import Notice
 from orchestrator.approval.web import Request, Response
 from orchestrator.services import HttpError, HttpResponse
+from orchestrator.targets import AwsTarget, RoleDenied
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 NOTICE = Notice(
@@ -93,9 +94,16 @@ class FakeHttp:
 class FakeServices:
     sns: FakeSns
     http: FakeHttp
+    targets: list[AwsTarget | None] = field(default_factory=list)
+    role_error: Exception | None = None
 
-    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
         assert service == "sns"
+        self.targets.append(target)
+        if self.role_error is not None and target is not None:
+            raise self.role_error
         return self.sns
 
 
@@ -137,6 +145,23 @@ def test_send_failures_are_named_without_the_webhook_url() -> None:
         assert errors[0] == expected[0]
         assert errors[1] in ("webhook: HTTP 500", "webhook: no response")
         assert "SECRET" not in " ".join(errors)
+
+
+def test_the_topic_is_published_to_as_the_notification_s_role() -> None:
+    role = "arn:aws:iam::222233334444:role/notifier"
+    target = AwsTarget(role, None, "eu-west-1", "run-1-signoff")
+    services = FakeServices(FakeSns(), FakeHttp(HttpResponse(200, {}, b"")))
+    topic = "arn:aws:sns:eu-west-1:222233334444:approvals"
+    assert notify.send(NOTICE, topic, None, services, 5.0, target) == []
+    assert services.targets == [target] and len(services.sns.published) == 1
+    services.role_error = RoleDenied(f"cannot assume role {role} (AccessDenied)")
+    errors = notify.send(NOTICE, topic, None, services, 5.0, target)
+    assert errors == [f"sns: cannot assume role {role} (AccessDenied)"]
+    refused = ClientError({"Error": {"Code": "AuthorizationError", "Message": "x"}}, "Publish")
+    services = FakeServices(FakeSns(refused), FakeHttp(HttpResponse(200, {}, b"")))
+    assert notify.send(NOTICE, topic, None, services, 5.0, target) == [
+        f"sns: AuthorizationError as role {role} in eu-west-1"
+    ]
 
 
 def test_pages_escape_everything() -> None:

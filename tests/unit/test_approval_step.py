@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from orchestrator.model import Answer
+    from orchestrator.targets import AwsTarget
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/Releasers/bob"
@@ -62,7 +63,9 @@ class RecordingHttp:
 class FakeServices:
     http: RecordingHttp = field(default_factory=RecordingHttp)
 
-    def aws(self, service: str) -> Any:
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
         raise AssertionError(f"no {service} client in this test")
 
 

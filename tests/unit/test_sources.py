@@ -18,6 +18,7 @@ from tests.unit.test_steps_alarms import client_error
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactContext
     from orchestrator.services import HttpClient
+    from orchestrator.targets import AwsTarget
 
 JOB = Job.model_validate({"id": "job-1", "data": {"action_configuration": {}}})
 S3_REF, SSM_REF = "s3://gates/prod.json", "ssm:/gates/prod"
@@ -45,7 +46,9 @@ class FakeServices:
     def http(self) -> HttpClient:
         raise AssertionError("no HTTP here")
 
-    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
         assert service in ("s3", "ssm")
         return self.client
 

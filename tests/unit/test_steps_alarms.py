@@ -15,6 +15,7 @@ from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.exceptions import DefinitionError, FailureType
 from orchestrator.model import RunState, RunStatus
+from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
 from tests.fakes import ManualClock
 
 if TYPE_CHECKING:
@@ -93,13 +94,20 @@ class FakeServices:
     def __init__(self, **clients: Any) -> None:
         self.clients = clients
         self.single_attempt: dict[str, bool] = {}
+        self.targets: dict[str, AwsTarget | None] = {}
+        self.role_error: Exception | None = None
 
     @property
     def http(self) -> HttpClient:
         raise AssertionError("no HTTP in this test")
 
-    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
         self.single_attempt[service] = single_attempt
+        self.targets[service] = target
+        if self.role_error is not None and target is not None:
+            raise self.role_error
         return self.clients[service]
 
 
@@ -113,11 +121,14 @@ class Runner:
         self.clock = ManualClock(T0)
         self.cloudwatch = FakeCloudWatch(alarms)
         self.state: RunState = engine.start(self.definition, "run-1", T0)
+        self.role_error: Exception | None = None
+        self.services = FakeServices(cloudwatch=self.cloudwatch)
 
     def tick(self, after: float = 0.0) -> RunState:
         self.clock.t += after
         budget = engine.Budget(lambda: 60.0, reserve=1.0)
-        services = FakeServices(cloudwatch=self.cloudwatch)
+        services = self.services
+        services.role_error = self.role_error
         self.state = engine.advance(self.definition, self.state, self.clock.now, budget, services)
         return self.state
 
@@ -265,3 +276,66 @@ def test_definitions_are_checked(alarms: dict[str, Any], message: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         gate({"alarms": alarms})
     assert caught.value.errors[0].startswith(message)
+
+
+# region another account's alarms (orchestrator.targets)
+
+ROLE = "arn:aws:iam::222233334444:role/gate-reader"
+
+
+def test_a_step_with_a_role_asks_for_clients_of_that_role_and_notes_it() -> None:
+    step = {"alarms": {"prefix": "svc-"}, "role_arn": ROLE, "external_id": "gates-1",
+            "region": "eu-west-1"}  # fmt: skip
+    runner = Runner(step, {"svc-a": Alarm()})
+    assert runner.tick().status is RunStatus.SUCCEEDED
+    expected = AwsTarget(ROLE, "gates-1", "eu-west-1", "run-1-healthy")
+    assert runner.services.targets == {"cloudwatch": expected}
+    assert runner.state.steps[0].memo["acted_as"] == {
+        "role_arn": ROLE,
+        "region": "eu-west-1",
+        "session": "run-1-healthy",
+    }
+
+
+def test_a_step_without_a_target_uses_the_function_s_own_clients() -> None:
+    runner = Runner({"alarms": {"prefix": "svc-"}}, {"svc-a": Alarm()})
+    assert runner.tick().status is RunStatus.SUCCEEDED
+    assert runner.services.targets == {"cloudwatch": None}
+    assert "acted_as" not in runner.state.steps[0].memo
+
+
+def test_a_denied_role_fails_naming_it_and_an_sts_outage_keeps_the_window() -> None:
+    step = {"alarms": {"prefix": "svc-", "for": "10m"}, "every": "1m", "role_arn": ROLE}
+    runner = Runner(step, {"svc-a": Alarm()})
+    runner.tick()
+    assert runner.state.steps[0].memo["ok_since"] == T0
+    runner.role_error = RoleUnavailable(f"role {ROLE}: STS unavailable (Throttling)")
+    runner.tick(120)
+    assert runner.state.status is RunStatus.RUNNING
+    assert runner.summary == (
+        f"step 1/1 'healthy': role {ROLE}: STS unavailable (Throttling); retrying"
+    )
+    assert runner.state.steps[0].memo["ok_since"] == T0  # the window was not restarted
+    runner.role_error = None
+    runner.tick(120)
+    assert runner.summary == "step 1/1 'healthy': 1 alarm OK for 4m of 10m"
+    runner.role_error = RoleDenied(f"cannot assume role {ROLE} (AccessDenied): trust")
+    assert runner.tick(60).status is RunStatus.FAILED
+    assert runner.state.failure is not None
+    assert runner.state.failure.type is FailureType.PERMISSION_ERROR
+    assert runner.state.failure.message == (
+        f"step 'healthy': cannot assume role {ROLE} (AccessDenied): trust"
+    )
+
+
+def test_a_call_refused_to_the_role_says_as_whom() -> None:
+    runner = Runner({"alarms": {"prefix": "svc-"}, "role_arn": ROLE}, {"svc-a": Alarm()})
+    runner.cloudwatch.errors = [client_error("AccessDenied", 403)]
+    assert runner.tick().status is RunStatus.FAILED
+    assert runner.state.failure is not None
+    assert runner.state.failure.message == (
+        f"step 'healthy': DescribeAlarms failed (AccessDenied) as role {ROLE}"
+    )
+
+
+# endregion

@@ -16,6 +16,7 @@ from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.exceptions import FailureType
 from orchestrator.model import RunState, RunStatus, Signals
+from orchestrator.targets import RoleDenied, RoleUnavailable
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import FakeServices, client_error
 
@@ -75,11 +76,13 @@ class Runner:
         self.function = FakeLambda(script)
         self.claims = claims
         self.state: RunState = engine.start(self.definition, "run-1", T0)
+        self.role_error: Exception | None = None
 
     def tick(self, after: float = 0.0) -> RunState:
         self.clock.t += after
         budget = engine.Budget(lambda: 60.0, reserve=1.0)
         services = FakeServices(**{"lambda": self.function})
+        services.role_error = self.role_error
         signals = None
         if self.claims is not None:  # as the ticker does: the claims stored so far
             signals = Signals(claims=copy.deepcopy(self.claims.claims))
@@ -264,3 +267,37 @@ def test_a_recorded_failure_keeps_its_type() -> None:
     state = runner.tick(1)
     assert state.failure is not None
     assert (state.failure.type, state.failure.message) == (FailureType.PERMISSION_ERROR, "denied")
+
+
+def test_the_role_is_assumed_before_the_attempt_is_claimed() -> None:
+    """STS down: nothing is claimed, nothing invoked, the step waits; then it invokes once,
+    as the role; a denied role fails without a claim or an invocation."""
+    role = "arn:aws:iam::222233334444:role/smoke"
+    step = {"lambda": {"function": "checks"}, "role_arn": role, "region": "eu-west-1"}
+    claims = Claims()
+    runner = Runner(step, [(None, {"healthy": True})], claims)
+    runner.tick()
+    runner.role_error = RoleUnavailable(f"role {role}: STS unavailable (ServiceUnavailable)")
+    runner.tick(1)
+    assert runner.state.status is RunStatus.RUNNING
+    assert runner.state.steps[1].detail == (
+        f"role {role}: STS unavailable (ServiceUnavailable); retrying"
+    )
+    assert claims.claims == {} and runner.function.invocations == []
+    runner.role_error = None
+    assert runner.tick(30).status is RunStatus.SUCCEEDED
+    assert len(runner.function.invocations) == 1
+    assert set(claims.claims["check"]) == {"invoke-0", "result-0"}
+    assert runner.state.steps[1].memo["acted_as"]["role_arn"] == role
+
+    denied = Runner(step, [(None, {"healthy": True})], Claims())
+    denied.tick()
+    denied.role_error = RoleDenied(f"cannot assume role {role} (AccessDenied)")
+    assert denied.tick(1).status is RunStatus.FAILED
+    assert denied.state.failure is not None
+    assert denied.state.failure.type is FailureType.PERMISSION_ERROR
+    assert denied.state.failure.message == (
+        f"step 'check': cannot assume role {role} (AccessDenied)"
+    )
+    assert denied.claims is not None and denied.claims.claims == {}
+    assert denied.function.invocations == []

@@ -23,6 +23,7 @@ from orchestrator.secrets import (
     resolve,
 )
 from orchestrator.services import HttpResponse
+from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import client_error
 
@@ -78,8 +79,15 @@ class Services:
     def __init__(self, manager: FakeSecretsManager, ssm: FakeSsm | None = None) -> None:
         self.clients = {"secretsmanager": manager, "ssm": ssm or FakeSsm({})}
         self.http = RecordingHttp()
+        self.targets: list[AwsTarget | None] = []
+        self.role_error: Exception | None = None
 
-    def aws(self, service: str, *, single_attempt: bool = False) -> Any:
+    def aws(
+        self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None
+    ) -> Any:
+        self.targets.append(target)
+        if self.role_error is not None and target is not None:
+            raise self.role_error
         return self.clients[service]
 
 
@@ -242,3 +250,40 @@ def test_a_server_echoing_the_secret_does_not_put_it_into_the_result() -> None:
         "note": "you sent ***",
     }
     assert VALUE not in state.model_dump_json()
+
+
+ROLE = "arn:aws:iam::222233334444:role/itsm-reader"
+
+
+def test_a_reference_with_a_role_is_read_as_that_role_in_its_region() -> None:
+    definition = _http_gate(
+        {"Authorization": {"secret": "plain", "role_arn": ROLE, "region": "eu-west-1"}}
+    )
+    services = Services(FakeSecretsManager({"plain": VALUE}))
+    clock = ManualClock()
+    budget = engine.Budget(lambda: 60.0, reserve=1.0)
+    state = engine.start(definition, "r1", clock.now())
+    state = engine.advance(definition, state, clock.now, budget, services)
+    assert state.status is RunStatus.SUCCEEDED
+    assert services.targets == [AwsTarget(ROLE, None, "eu-west-1", "r1-itsm")]
+    assert state.steps[0].memo["acted_as"]["role_arn"] == ROLE
+    assert str(SecretRef(secret="s", role_arn=ROLE, region="eu-west-1")) == (
+        f"secret 's' as role {ROLE} in eu-west-1"
+    )
+
+
+def test_a_role_that_cannot_be_assumed_is_a_secret_error_naming_both() -> None:
+    ref = SecretRef(secret="s", role_arn=ROLE)
+    services = Services(FakeSecretsManager({"s": VALUE}))
+    services.role_error = RoleDenied(f"cannot assume role {ROLE} (AccessDenied)")
+    with pytest.raises(SecretUnreadable) as denied:
+        resolve(ref, services)
+    assert str(denied.value) == (
+        f"secret 's' as role {ROLE}: cannot assume role {ROLE} (AccessDenied)"
+    )
+    assert denied.value.failure_type is FailureType.PERMISSION_ERROR
+    services.role_error = RoleUnavailable(f"role {ROLE}: STS unavailable (Throttling)")
+    with pytest.raises(SecretUnavailable, match="STS unavailable"):
+        resolve(ref, services)
+    services.role_error = None
+    assert resolve(ref, services) == VALUE  # nothing was cached from the failures
