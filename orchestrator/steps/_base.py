@@ -64,6 +64,13 @@ class Pending:
     next_check: float | None = None
     eta: float | None = None
     unobserved: bool = False
+    error: bool = False
+    """The poll met an error (no response, HTTP 5xx, throttling, a query error): what a
+    step's `error_limit` counts (an unobserved poll is an error too)."""
+
+    @property
+    def erred(self) -> bool:
+        return self.error or self.unobserved
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ class Failed:
     message: str
     failure_type: FailureType | None = None
     retryable: bool = False
+    by_condition: bool = False
+    """The step's failing condition held (`fail_if` true, an alarm in ALARM): what a step's
+    `failure_limit` counts."""
 
 
 Outcome = Pending | Done | Failed

@@ -111,7 +111,7 @@ class AlarmsStep(Target, Step):
         if firing and watch.fail_on_alarm:
             named = "; ".join(f"'{a['name']}' ({a['reason'] or 'no reason given'})" for a in firing)
             which = "alarm" if len(firing) == 1 else "alarms"
-            return Failed(f"step '{self.name}': {which} in ALARM: {named}")
+            return Failed(f"step '{self.name}': {which} in ALARM: {named}", by_condition=True)
         not_ok = [a for a in alarms if a["state"] != "OK"]
         if not_ok:
             state.memo.pop("ok_since", None)

@@ -101,7 +101,7 @@ class HttpStep(Step):
             )
         except HttpError as exc:
             polled = counted(state.polls + 1, "time")
-            return Pending(f"no response ({exc}); retrying (polled {polled})")
+            return Pending(f"no response ({exc}); retrying (polled {polled})", error=True)
         document = redact(
             {
                 "status": response.status,
@@ -112,10 +112,11 @@ class HttpStep(Step):
         )
         if response.status >= 500:
             polled = counted(state.polls + 1, "time")
-            return Pending(f"HTTP {response.status}; retrying (polled {polled})")
+            return Pending(f"HTTP {response.status}; retrying (polled {polled})", error=True)
         if self.fail_if is not None and truthy(search(self.fail_if, document)):
             return Failed(
-                f"step '{self.name}': fail_if is true ({self.fail_if}); HTTP {response.status}"
+                f"step '{self.name}': fail_if is true ({self.fail_if}); HTTP {response.status}",
+                by_condition=True,
             )
         value = search(self.until, document) if self.until is not None else None
         done = truthy(value) if self.until is not None else 200 <= response.status < 300
