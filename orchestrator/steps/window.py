@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrator import aws, windows
 from orchestrator.exceptions import FailureType, TransientError
@@ -92,10 +93,15 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
             try:
                 parse(value)
             except windows.WindowSpecError as exc:
-                raise ValueError(str(exc)) from None
+                raise _invalid(str(exc)) from None
         return value
 
     return check
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A field's error as the message alone (a ValueError would read "Value error, ...")."""
+    return PydanticCustomError("window", message)
 
 
 def _one_or_many(value: object) -> object:
@@ -104,7 +110,7 @@ def _one_or_many(value: object) -> object:
 
 def _freeze_name(value: str) -> str:
     if not _templated(value) and not FREEZE_NAME.fullmatch(value):
-        raise ValueError(
+        raise _invalid(
             f"invalid freeze name {value!r}: 1 to 64 of A-Z a-z 0-9 _ . - (starting with a "
             "letter or digit)"
         )
@@ -113,7 +119,7 @@ def _freeze_name(value: str) -> str:
 
 def _calendar(value: str) -> str:
     if not _templated(value) and not _CALENDAR.fullmatch(value):
-        raise ValueError(
+        raise _invalid(
             f"invalid change calendar {value!r}: a Change Calendar document's name or ARN "
             "(arn:aws:ssm:REGION:ACCOUNT:document/NAME)"
         )
@@ -122,7 +128,7 @@ def _calendar(value: str) -> str:
 
 def _min_remaining(value: float | None) -> float | None:
     if value is not None and value > windows.MAX_MIN_REMAINING:
-        raise ValueError("min_remaining: at most 7d")
+        raise _invalid("at most 7d")
     return value
 
 
@@ -152,9 +158,7 @@ class WindowSpec(BaseModel):
     @model_validator(mode="after")
     def _something_to_check(self) -> WindowSpec:
         if not (self.allow or self.cron or self.deny or self.calendars or self.freeze):
-            raise ValueError(
-                "window: give at least one of 'allow', 'cron', 'deny', 'calendars', 'freeze'"
-            )
+            raise _invalid("give at least one of 'allow', 'cron', 'deny', 'calendars', 'freeze'")
         return self
 
     def schedule(self) -> windows.Schedule:
@@ -200,12 +204,21 @@ class WindowStep(Step):
                 return found
             blocked, closed_by = found
         if frozen is not None:
+            state.memo["held_until"] = now  # lifted later than this, at the earliest
             return self._frozen(spec.freeze or "", frozen, schedule, blocked, now)
+        if closed_by:  # the calendars reopen at their transition, at the earliest
+            state.memo["held_until"] = min(blocked[0][1], now + windows.HORIZONS[-1])
         status = schedule.status(now, blocked)
         if status.open:
+            # The rules say since when; a freeze or calendar seen closing it since then
+            # (past calendar states are not asked for) moves the opening later.
+            opened = status.opened_at
+            held = state.memo.get("held_until")
+            if isinstance(held, (int, float)) and held <= now and (opened is None or held > opened):
+                opened = float(held)
             return Done(
                 {
-                    "opened_at": _iso(status.opened_at),
+                    "opened_at": _iso(opened),
                     "closes_at": _iso(status.closes_at),
                     "timezone": schedule.zone_name,
                     "remaining_seconds": (

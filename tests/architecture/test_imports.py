@@ -65,6 +65,7 @@ PURE = frozenset(
         "orchestrator.expressions",
         "orchestrator.text",
         "orchestrator.token",
+        "orchestrator.windows",
     }
 )
 PURE_THIRD_PARTY = frozenset({"pydantic", "pydantic_core", "jmespath", "typing_extensions"})
