@@ -227,7 +227,8 @@ class WindowStep(Step):
                 }
             )
         if status.opens_at is None:
-            if blocked and schedule.status(now).opens_at is not None:
+            by_rules = schedule.status(now) if blocked else status
+            if by_rules.open or by_rules.opens_at is not None:  # the calendars keep it shut
                 return Pending(
                     f"{closed_by or 'change calendars closed'}, with no reopening scheduled",
                     next_check=now + self.interval,
