@@ -134,25 +134,26 @@ def test_a_gate_waits_for_a_window_that_opens_in_ten_minutes_and_passes_then(
     assert progress[-1] > progress[0]  # the ETA moved the progress bar
 
 
-def test_a_closed_change_calendar_holds_the_gate_until_it_reopens(rig: StepsRig) -> None:
+def test_a_closed_change_calendar_holds_the_gate_until_it_reopens(
+    rig: StepsRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = rig.clock.now()
     reopens = math.floor(now) + 1200
     with ChangeCalendars({"prod-change-calendar": [(now - 3600, reopens)]}) as calendars:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
-            result = rig.run(
-                {
-                    "steps": [
-                        {
-                            "name": "calendar",
-                            "window": {"calendars": ["prod-change-calendar"]},
-                            "every": "5m",
-                            "timeout": "2h",
-                        }
-                    ],
-                    "outputs": {"OpenedAt": "steps.calendar.opened_at"},
-                }
-            )
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
+        result = rig.run(
+            {
+                "steps": [
+                    {
+                        "name": "calendar",
+                        "window": {"calendars": ["prod-change-calendar"]},
+                        "every": "5m",
+                        "timeout": "2h",
+                    }
+                ],
+                "outputs": {"OpenedAt": "steps.calendar.opened_at"},
+            }
+        )
     assert result.status == "Succeeded", result.failure_message
     assert result.output_variables == {"OpenedAt": utc_text(reopens)}
     closed = [s for s in summaries(result) if "change calendar closed" in s]
@@ -169,24 +170,23 @@ def test_a_closed_change_calendar_holds_the_gate_until_it_reopens(rig: StepsRig)
 
 
 def test_a_change_calendar_closes_an_open_window_until_the_step_times_out(
-    rig: StepsRig,
+    rig: StepsRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = rig.clock.now()
     with ChangeCalendars({"freeze-cal": [(now - 60, math.inf)]}) as calendars:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
-            result = rig.run(
-                {
-                    "steps": [
-                        {
-                            "name": "hours",
-                            "window": {"allow": ["00:00-24:00"], "calendars": ["freeze-cal"]},
-                            "every": "5m",
-                            "timeout": "30m",
-                        }
-                    ]
-                }
-            )
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
+        result = rig.run(
+            {
+                "steps": [
+                    {
+                        "name": "hours",
+                        "window": {"allow": ["00:00-24:00"], "calendars": ["freeze-cal"]},
+                        "every": "5m",
+                        "timeout": "30m",
+                    }
+                ]
+            }
+        )
     assert result.status == "Failed"
     assert result.failure_message == (
         "step 'hours' timed out after 30m (last: change calendar closed (freeze-cal), "
@@ -195,14 +195,11 @@ def test_a_change_calendar_closes_an_open_window_until_the_step_times_out(
 
 
 def test_an_unknown_change_calendar_fails_the_gate_as_a_configuration_error(
-    rig: StepsRig,
+    rig: StepsRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with ChangeCalendars({}) as calendars:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
-            result = rig.run(
-                {"steps": [{"name": "w", "window": {"calendars": ["missing-calendar"]}}]}
-            )
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", calendars.url)
+        result = rig.run({"steps": [{"name": "w", "window": {"calendars": ["missing-calendar"]}}]})
     assert result.status == "Failed" and result.failure_type == "ConfigurationError"
     assert result.failure_message == (
         "step 'w': GetCalendarState of missing-calendar failed (InvalidDocument)"
