@@ -358,3 +358,19 @@ def test_parse_window_names_fields_under_window() -> None:
         "window.deny[0]",
     ]
     assert parse_window({"cron": "* 9-15 ? * MON-THU *"}).cron == ["* 9-15 ? * MON-THU *"]
+
+
+def test_the_steps_doc_snippets_are_real() -> None:
+    """docs/STEPS.md's window example is a valid step and its result example has the keys
+    a done poll gives."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "STEPS.md").read_text()
+    section = doc.split("## `window`", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```json\n")[1:]]
+    step, result = json.loads(blocks[0]), json.loads(blocks[1])
+    definition = parse_definition(json.dumps({"steps": [step]}))
+    assert definition.steps[0].kind == "window"
+    runner = Runner(step["window"] | {"calendars": []}, MONDAY_OPENING)
+    assert runner.tick().status is RunStatus.SUCCEEDED
+    assert runner.step.result == result
