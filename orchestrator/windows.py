@@ -313,7 +313,7 @@ class Denial:
         try:
             start, start_aware = _instant(left, at_end=False)
             end, end_aware = _instant(right if sep else left, at_end=True)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a date, or 9999-12-31's next day
             raise WindowSpecError(f"invalid deny entry {text!r} ({_DENY_EXAMPLE})") from None
         if start_aware != end_aware:
             raise WindowSpecError(

@@ -236,6 +236,7 @@ def test_timestamps_with_an_offset_are_absolute_instants() -> None:
         ("*-02-30", "no such date"),
         ("*-12", "invalid deny entry"),
         ("christmas", "invalid deny entry"),
+        ("9999-12-31", "invalid deny entry"),  # its end, the next day, is past datetime's
     ],
 )
 def test_bad_deny_entries_say_why(text: str, reason: str) -> None:
