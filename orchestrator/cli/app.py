@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from orchestrator import __version__
@@ -930,10 +931,6 @@ def _window_listing(name: str, parsed: Any, at: float, count: int) -> dict[str, 
     }
 
 
-def _window_columns(zone: str) -> tuple[str, ...]:
-    return (f"opens ({zone})", f"closes ({zone})", "opens (UTC)", "closes (UTC)", "open for")
-
-
 def _with_true_start(
     found: list[tuple[float, float | None]], at: float, status: Any
 ) -> list[tuple[float, float | None]]:
@@ -944,7 +941,7 @@ def _with_true_start(
 
 
 def _print_window(console: Console, listing: dict[str, Any]) -> None:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from orchestrator.windows import load_zone
 
@@ -955,22 +952,29 @@ def _print_window(console: Console, listing: dict[str, Any]) -> None:
         head += f", min_remaining {format_duration(remaining)}"
     console.print(f"{head}: {'open now' if listing['open_now'] else 'closed now'}", markup=False)
 
-    def shown(text: str | None, in_zone: bool) -> str:
-        if text is None:
-            return "-"
-        moment = datetime.fromisoformat(text)
-        if in_zone:
-            return moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%MZ")
+    def span(opens: str, closes: str | None, local: bool) -> str:
+        """'Mon 2026-12-07 09:00 CET to 16:00': the closing's date and zone name only when
+        they differ from the opening's ('Sun 2026-10-25 01:00 CEST to 04:00 CET')."""
+        tz = zone if local else UTC
+        full, short = (
+            ("%a %Y-%m-%d %H:%M %Z", "%H:%M %Z") if local else ("%Y-%m-%d %H:%MZ", "%H:%MZ")
+        )
+        start = datetime.fromisoformat(opens.replace("Z", "+00:00")).astimezone(tz)
+        if closes is None:
+            return f"{start.strftime(full)} to (no closing within 400 days)"
+        end = datetime.fromisoformat(closes.replace("Z", "+00:00")).astimezone(tz)
+        if end.date() != start.date():
+            return f"{start.strftime(full)} to {end.strftime(full)}"
+        if end.strftime("%Z") == start.strftime("%Z"):  # the zone's name once, unless it changed
+            short = "%H:%M" if local else short
+        return f"{start.strftime(full)} to {end.strftime(short)}"
 
-    table = Table("#", *(Column(h, no_wrap=True) for h in _window_columns(listing["timezone"])))
+    table = Table("#", listing["timezone"], "UTC", "open for", box=box.SIMPLE_HEAD, pad_edge=False)
     for index, item in enumerate(listing["openings"], start=1):
         table.add_row(
             str(index),
-            shown(item["opens_local"], True),
-            shown(item["closes_local"], True),
-            shown(item["opens"], False),
-            shown(item["closes"], False),
+            span(item["opens"], item["closes"], local=True),
+            span(item["opens"], item["closes"], local=False),
             "-" if item["seconds"] is None else format_duration(item["seconds"]),
         )
     if remaining:
