@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
 
+    from orchestrator.steps.window import Freezes
+
 MAX_BODY_BYTES = 1_000_000
 
 
@@ -147,10 +149,17 @@ class ServiceClients(Protocol):
 class Services:
     """Per-process cache of clients for the steps (the production `ServiceClients`)."""
 
-    def __init__(self, http: HttpClient | None = None, region: str | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpClient | None = None,
+        region: str | None = None,
+        freezes: Freezes | None = None,
+    ) -> None:
         self._http = http
         self._region = region
         self._clients: dict[str, Any] = {}
+        self.freezes: Freezes | None = freezes
+        """Where `window` steps look up named freezes (None: no freeze store, not frozen)."""
 
     @property
     def http(self) -> HttpClient:

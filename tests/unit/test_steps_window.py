@@ -374,3 +374,16 @@ def test_the_steps_doc_snippets_are_real() -> None:
     runner = Runner(step["window"] | {"calendars": []}, MONDAY_OPENING)
     assert runner.tick().status is RunStatus.SUCCEEDED
     assert runner.step.result == result
+
+
+def test_the_production_services_carry_the_freeze_source_the_handler_gives_them() -> None:
+    """`Services(freezes=...)` is the integration point: the window step finds it there."""
+    from orchestrator.services import Services
+
+    freezes = MemoryFreezes()
+    freezes.on["payments"] = Freeze("ana", MONDAY_OPENING, "incident 42")
+    runner = Runner({**BUSINESS, "freeze": "payments"}, MONDAY_OPENING)
+    runner.services = Services(freezes=freezes)  # type: ignore[assignment]
+    runner.tick()
+    assert "frozen by ana" in runner.summary and freezes.lookups == ["payments"]
+    assert Services().freezes is None
