@@ -638,8 +638,6 @@ class Schedule:
                     break  # look further to see its end
                 if e - s > m:
                     return s, e
-            else:
-                continue
         return None
 
     def status(self, t: float, blocked: Sequence[Interval] = ()) -> WindowStatus:
