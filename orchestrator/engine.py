@@ -373,6 +373,8 @@ class _Tick:
             state.passing, state.result, state.error = True, outcome.result, None
             state.detail = "ok"
             self.fresh.add(guard.name)
+            if outcome.valid_until is not None:
+                wanted = min(wanted, outcome.valid_until)
         elif isinstance(outcome, Pending) and outcome.unobserved:
             state.passing, state.detail = None, f"not checked: {outcome.detail}"
             wanted = outcome.next_check if outcome.next_check is not None else wanted

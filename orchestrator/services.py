@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
     from orchestrator.assume import RoleSessions
+    from orchestrator.steps.window import Freezes
     from orchestrator.targets import AwsTarget
 
 MAX_BODY_BYTES = 1_000_000
@@ -205,6 +206,7 @@ class Services:
         *,
         credentials_clock: Callable[[], datetime.datetime] | None = None,
         sts: Callable[[], STSClient] | None = None,
+        freezes: Freezes | None = None,
     ) -> None:
         self._http = http
         self._region = region
@@ -212,6 +214,8 @@ class Services:
         self._credentials_clock = credentials_clock
         self._sts = sts
         self._roles: RoleSessions | None = None
+        self.freezes: Freezes | None = freezes
+        """Where `window` steps look up named freezes (None: no freeze store, not frozen)."""
 
     @property
     def http(self) -> HttpClient:

@@ -7,6 +7,7 @@
     orchestrator cancel RUN_ID    the next tick fails the job with "cancelled by <who>"
     orchestrator approve RUN_ID   approve a waiting approval step, as your AWS identity
     orchestrator reject RUN_ID    reject it (with a reason): the gate fails naming you
+    orchestrator window SPEC      a window's next openings and closings, in its zone and UTC
     orchestrator local stop       stop the embedded DynamoDB Local the commands share
 
 Exit status: 0 success, 1 a failed gate, 2 an invalid definition or usage error.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -779,6 +781,212 @@ def _identity(stack: LocalStack) -> str:
     except Exception:  # no credentials or no STS here: fall back, say so
         return f"local:{getpass.getuser()}"
     return arn
+
+
+# endregion
+# region windows
+
+
+@app.command()
+def window(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE_OR_JSON",
+            help="A window: a JSON/YAML file or JSON text holding the window's fields, a step "
+            "with a 'window', or a gate (each of its window steps is shown).",
+        ),
+    ],
+    count: Annotated[
+        int, typer.Option("--next", min=1, max=100, help="How many openings to list.")
+    ] = 10,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="List from this instant (ISO 8601, e.g. 2026-12-24T08:00Z; default: now).",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """The next openings and closings of a window, in its time zone and in UTC: check a spec
+    before deploying it. Change calendars and freezes are checked when the gate runs."""
+    from orchestrator.windows import WindowSpecError
+
+    console = _console()
+    label = "JSON" if spec.lstrip().startswith("{") else spec
+    try:
+        found = _windows_in(spec)
+        at = _instant(start) if start is not None else time.time()
+        shown = [_window_listing(name, parsed, at, count) for name, parsed in found]
+    except (DefinitionError, PipelineError) as exc:
+        _invalid(console, Path(label), exc, json_output)
+    except WindowSpecError as exc:  # a rendered value: cannot happen for a checked spec
+        _invalid(console, Path(label), DefinitionError([str(exc)]), json_output)
+    if json_output:
+        print(json.dumps({"from": _iso_utc(at), "windows": shown}))
+        return
+    for listing in shown:
+        _print_window(console, listing)
+
+
+def _windows_in(text: str) -> list[tuple[str, Any]]:
+    """(name, WindowSpec) for each window the argument holds; DefinitionError naming fields."""
+    from orchestrator.steps.window import parse_window
+
+    if text.lstrip().startswith("{"):
+        document = load_document(text)
+    else:
+        path = Path(text)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+        document = load_document(data)
+    if not isinstance(document, dict):
+        raise DefinitionError(["expected a JSON object: a window, a step or a gate"])
+    if "window" in document:
+        name = str(document.get("name") or "window")
+        return [(name, parse_window(document["window"], "window"))]
+    if "steps" in document or "guards" in document:
+        found = [
+            (str(step.get("name") or where), parse_window(step["window"], f"{where}.window"))
+            for where, step in _window_steps(document, "")
+        ]
+        if not found:
+            raise DefinitionError(["the gate has no window step"])
+        return found
+    return [("window", parse_window(document, "window"))]
+
+
+def _window_steps(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every step carrying a 'window', anywhere in a gate (groups and guards included)."""
+    if isinstance(value, dict):
+        if "window" in value and path:
+            yield path, value
+            return
+        for key, inner in value.items():
+            yield from _window_steps(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _window_steps(inner, f"{path}[{index}]")
+
+
+def _instant(text: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 instant (e.g. 2026-12-24T08:00Z)", param_hint="--from"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _iso_utc(at: float) -> str:
+    from orchestrator.windows import utc_text
+
+    return utc_text(at)
+
+
+def _window_listing(name: str, parsed: Any, at: float, count: int) -> dict[str, Any]:
+    """One window's next openings, as a document (what --json prints)."""
+    from datetime import datetime
+
+    schedule = parsed.schedule()
+    status = schedule.status(at)
+
+    def local(moment: float | None) -> str | None:
+        if moment is None:
+            return None
+        return datetime.fromtimestamp(moment, schedule.zone).isoformat()
+
+    openings = [
+        {
+            "opens": _iso_utc(opens),
+            "closes": None if closes is None else _iso_utc(closes),
+            "opens_local": local(opens),
+            "closes_local": local(closes),
+            "seconds": None if closes is None else closes - opens,
+        }
+        for opens, closes in _with_true_start(schedule.upcoming(at, count), at, status)
+    ]
+    notes = []
+    if parsed.calendars:
+        notes.append(
+            f"change calendars ({', '.join(parsed.calendars)}) close it further: "
+            "they are read when the gate runs"
+        )
+    if parsed.freeze:
+        notes.append(f"freeze '{parsed.freeze}' closes it while on: read when the gate runs")
+    if len(openings) < count:
+        notes.append(
+            "no further opening within 400 days" if openings else "it never opens within 400 days"
+        )
+    return {
+        "name": name,
+        "timezone": schedule.zone_name,
+        "min_remaining_seconds": schedule.min_remaining,
+        "open_now": status.open,
+        "openings": openings,
+        "notes": notes,
+    }
+
+
+def _with_true_start(
+    found: list[tuple[float, float | None]], at: float, status: Any
+) -> list[tuple[float, float | None]]:
+    """The first opening, when the window is open at `at`, is when it opened, not `at`."""
+    if found and status.open and found[0][0] == at and status.opened_at is not None:
+        return [(status.opened_at, found[0][1]), *found[1:]]
+    return found
+
+
+def _print_window(console: Console, listing: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from orchestrator.windows import load_zone
+
+    zone = load_zone(listing["timezone"])
+    remaining = listing["min_remaining_seconds"]
+    head = f"window '{listing['name']}' in {listing['timezone']}"
+    if remaining:
+        head += f", min_remaining {format_duration(remaining)}"
+    console.print(f"{head}: {'open now' if listing['open_now'] else 'closed now'}", markup=False)
+
+    def span(opens: str, closes: str | None, local: bool) -> str:
+        """'Mon 2026-12-07 09:00 CET to 16:00': the closing's date and zone name only when
+        they differ from the opening's ('Sun 2026-10-25 01:00 CEST to 04:00 CET')."""
+        tz = zone if local else UTC
+        full, short = (
+            ("%a %Y-%m-%d %H:%M %Z", "%H:%M %Z") if local else ("%Y-%m-%d %H:%MZ", "%H:%MZ")
+        )
+        start = datetime.fromisoformat(opens.replace("Z", "+00:00")).astimezone(tz)
+        if closes is None:
+            return f"{start.strftime(full)} to (no closing within 400 days)"
+        end = datetime.fromisoformat(closes.replace("Z", "+00:00")).astimezone(tz)
+        if end.date() != start.date():
+            return f"{start.strftime(full)} to {end.strftime(full)}"
+        if end.strftime("%Z") == start.strftime("%Z"):  # the zone's name once, unless it changed
+            short = "%H:%M" if local else short
+        return f"{start.strftime(full)} to {end.strftime(short)}"
+
+    table = Table("#", listing["timezone"], "UTC", "open for", box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, item in enumerate(listing["openings"], start=1):
+        table.add_row(
+            str(index),
+            span(item["opens"], item["closes"], local=True),
+            span(item["opens"], item["closes"], local=False),
+            "-" if item["seconds"] is None else format_duration(item["seconds"]),
+        )
+    if remaining:
+        table.caption = f"each counts as open until {format_duration(remaining)} before it closes"
+    console.print(table)
+    for note in listing["notes"]:
+        console.print(f"  note: {note}", markup=False)
 
 
 # endregion

@@ -75,9 +75,11 @@ class Pending:
 
 @dataclass(frozen=True)
 class Done:
-    """The step finished with `result`."""
+    """The step finished with `result`. `valid_until`: when what it found stops holding,
+    if known (a window's closing): a guard is polled again by then."""
 
     result: Any
+    valid_until: float | None = None
 
 
 @dataclass(frozen=True)

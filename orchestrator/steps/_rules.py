@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.steps._base import Duration
+from orchestrator.steps._base import Duration  # noqa: TC001 - pydantic needs it at run time
 
 
 class Measured(BaseModel):

@@ -68,6 +68,7 @@ PURE = frozenset(
         "orchestrator.text",
         "orchestrator.token",
         "orchestrator.tree",
+        "orchestrator.windows",
     }
 )
 PURE_THIRD_PARTY = frozenset({"pydantic", "pydantic_core", "jmespath", "typing_extensions"})

@@ -425,6 +425,7 @@ CONDITIONAL = {
     "InvokableFunctionArns": {"InvokeFunctions"},
     "SecretArns": {"ReadSecrets"},
     "SsmParameterArns": {"ReadParameters"},
+    "ChangeCalendarArns": {"ReadChangeCalendars"},
     "GateBucketArns": {"ReadGateDefinitions"},
     "NotificationTopicArns": {"PublishToOtherTopics"},
     "AssumableRoleArns": {"AssumeTargetRoles"},
@@ -468,6 +469,7 @@ MACHINES = "arn:aws:states:eu-west-1:123456789012:stateMachine:a,arn:aws:states:
 FUNCTIONS = "arn:aws:lambda:eu-west-1:123456789012:function:check"
 SECRETS = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:itsm-token-AbCdEf"
 PARAMETERS = "arn:aws:ssm:eu-west-1:123456789012:parameter/itsm/token"
+CALENDARS = "arn:aws:ssm:eu-west-1:123456789012:document/prod-change-calendar"
 GATE_BUCKETS = "arn:aws:s3:::my-gates,arn:aws:s3:::team-gates"
 TOPICS = "arn:aws:sns:eu-west-1:123456789012:ops,arn:aws:sns:eu-west-1:123456789012:dev"
 TARGET_ROLES = "arn:aws:iam::222233334444:role/orchestrator-gate,arn:aws:iam::555566667777:role/orchestrator-gate"  # noqa: E501
@@ -479,6 +481,7 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         InvokableFunctionArns=FUNCTIONS,
         SecretArns=SECRETS,
         SsmParameterArns=PARAMETERS,
+        ChangeCalendarArns=CALENDARS,
         GateBucketArns=GATE_BUCKETS,
         NotificationTopicArns=TOPICS,
         AssumableRoleArns=TARGET_ROLES,
@@ -497,6 +500,8 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
     assert statements["ReadSecrets"]["Resource"] == [SECRETS]
     assert statements["ReadParameters"]["Action"] == "ssm:GetParameter"
     assert statements["ReadParameters"]["Resource"] == [PARAMETERS]
+    assert statements["ReadChangeCalendars"]["Action"] == "ssm:GetCalendarState"
+    assert statements["ReadChangeCalendars"]["Resource"] == [CALENDARS]
     assert statements["ReadGateDefinitions"]["Resource"] == [
         "arn:aws:s3:::my-gates/*",
         "arn:aws:s3:::team-gates/*",
@@ -517,6 +522,7 @@ def test_each_parameter_adds_only_its_own_statements(parameter: str, sids: set[s
         "InvokableFunctionArns": FUNCTIONS,
         "SecretArns": SECRETS,
         "SsmParameterArns": PARAMETERS,
+        "ChangeCalendarArns": CALENDARS,
         "GateBucketArns": GATE_BUCKETS,
         "NotificationTopicArns": TOPICS,
         "AssumableRoleArns": TARGET_ROLES,
@@ -600,6 +606,7 @@ def test_the_s3_checker_flags_anything_beyond_reading_gate_objects(
             "InvokableFunctionArns": FUNCTIONS,
             "SecretArns": SECRETS,
             "SsmParameterArns": PARAMETERS,
+            "ChangeCalendarArns": CALENDARS,
             "NotificationTopicArns": TOPICS,
         },
     ],
