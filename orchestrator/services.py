@@ -1,8 +1,9 @@
 """Clients the steps use, built lazily so a tick imports and connects only what it needs.
 
 `ServiceClients` is the seam the engine hands to steps (and steps to secret references and
-notifications): `http`, an `HttpClient`, and `aws(service)`, a boto3 client typed by
-service. Production uses `Services`: urllib3 (already shipped with botocore) and boto3
+notifications): `http`, an `HttpClient`; `aws(service)`, a boto3 client typed by service;
+`governance`, freezes and locks (`orchestrator.governance.Governance`, kept in the runs
+table). Production uses `Services`: urllib3 (already shipped with botocore) and boto3
 clients configured by `orchestrator.aws.client_config`, whose endpoints follow the standard
 `AWS_ENDPOINT_URL_*` variables. Unit tests pass their own.
 """
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
+
+    from orchestrator.governance import Governance
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -122,6 +125,11 @@ class ServiceClients(Protocol):
     @property
     def http(self) -> HttpClient: ...
 
+    @property
+    def governance(self) -> Governance:
+        """Freezes (`active(name, now)`: is a freeze on?) and environment locks."""
+        ...
+
     @overload
     def aws(
         self, service: Literal["cloudwatch"], *, single_attempt: bool = False
@@ -147,9 +155,15 @@ class ServiceClients(Protocol):
 class Services:
     """Per-process cache of clients for the steps (the production `ServiceClients`)."""
 
-    def __init__(self, http: HttpClient | None = None, region: str | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpClient | None = None,
+        region: str | None = None,
+        governance: Governance | None = None,
+    ) -> None:
         self._http = http
         self._region = region
+        self._governance = governance
         self._clients: dict[str, Any] = {}
 
     @property
@@ -157,6 +171,14 @@ class Services:
         if self._http is None:
             self._http = Urllib3Client()
         return self._http
+
+    @property
+    def governance(self) -> Governance:
+        """The runs table's freezes and locks (given by the entry point, which knows the
+        table)."""
+        if self._governance is None:
+            raise RuntimeError("no governance store: these services were built without a table")
+        return self._governance
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         """A boto3 client for `service`, created once per process (see `ServiceClients`)."""

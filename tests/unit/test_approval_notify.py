@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -15,6 +15,9 @@ from orchestrator.approval.links import Link, LinkClaim
 from orchestrator.approval.notify import Notice
 from orchestrator.approval.web import Request, Response
 from orchestrator.services import HttpError, HttpResponse
+
+if TYPE_CHECKING:
+    from orchestrator.governance import Governance
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 NOTICE = Notice(
@@ -93,6 +96,10 @@ class FakeHttp:
 class FakeServices:
     sns: FakeSns
     http: FakeHttp
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         assert service == "sns"

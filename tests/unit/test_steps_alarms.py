@@ -18,6 +18,7 @@ from orchestrator.model import RunState, RunStatus
 from tests.fakes import ManualClock
 
 if TYPE_CHECKING:
+    from orchestrator.governance import Governance
     from orchestrator.services import HttpClient
 
 T0 = 1_800_000_000.0
@@ -97,6 +98,10 @@ class FakeServices:
     @property
     def http(self) -> HttpClient:
         raise AssertionError("no HTTP in this test")
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         self.single_attempt[service] = single_attempt

@@ -4,7 +4,7 @@ the value, and `http` headers that use them (through the engine)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
@@ -25,6 +25,9 @@ from orchestrator.secrets import (
 from orchestrator.services import HttpResponse
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import client_error
+
+if TYPE_CHECKING:
+    from orchestrator.governance import Governance
 
 VALUE = "CANARY-unit-5e1f"
 
@@ -78,6 +81,10 @@ class Services:
     def __init__(self, manager: FakeSecretsManager, ssm: FakeSsm | None = None) -> None:
         self.clients = {"secretsmanager": manager, "ssm": ssm or FakeSsm({})}
         self.http = RecordingHttp()
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(self, service: str, *, single_attempt: bool = False) -> Any:
         return self.clients[service]
