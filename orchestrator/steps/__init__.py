@@ -27,6 +27,8 @@ KINDS: dict[str, str] = {
     "lambda": "orchestrator.steps.lambda_:LambdaStep",
     "python": "orchestrator.steps.python:PythonStep",
     "approval": "orchestrator.steps.approval:ApprovalStep",
+    "lock": "orchestrator.steps.lock:LockStep",
+    "unlock": "orchestrator.steps.unlock:UnlockStep",
 }
 """Kind key -> "module:Class". Modules are imported when a definition first uses the kind:
 a cold start pays only for the kinds its gate has."""

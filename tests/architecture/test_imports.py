@@ -55,6 +55,7 @@ PURE = frozenset(
         "orchestrator.engine",
         "orchestrator.event",
         "orchestrator.exceptions",
+        "orchestrator.governance",
         "orchestrator.metrics",
         "orchestrator.model",
         "orchestrator.pinning",
