@@ -36,6 +36,7 @@ from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from orchestrator.governance import Governance
     from orchestrator.settings import Settings
 
 DEFAULT_TABLE = "orchestrator-runs"
@@ -351,6 +352,14 @@ class LocalStack:
         from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
         return DynamoRunStore(bind_model(self.table_name, self.region))
+
+    def governance(self) -> Governance:
+        """Freezes and locks in the chosen table (for the operator commands)."""
+        from orchestrator.governance import Governance
+        from orchestrator.store.dynamodb import bind_model
+        from orchestrator.store.governance import DynamoGovernanceStore
+
+        return Governance(DynamoGovernanceStore(bind_model(self.table_name, self.region)))
 
 
 @dataclass
