@@ -1027,21 +1027,8 @@ def freezes(
     if not found:
         console.print("no freezes", markup=False)
         return
-    listing = Table("freeze", "state", "set by", "since", "until", "reason", "lifted")
     for record in found:
-        current, lift = record.current, _last(record.history, "lifted")
-        state = "on" if record.active(now) else ("ended" if current else "lifted")
-        shown = current or _last_set(record)
-        listing.add_row(
-            escape(record.name),
-            state,
-            escape(shown.by) if shown else "-",
-            _when(shown.since) if shown else "-",
-            _when(shown.until) if shown and shown.until else "-",
-            escape(shown.reason) if shown else "-",
-            escape(f"by {lift.by} at {_when(lift.at)}") if lift and not current else "-",
-        )
-    console.print(listing)
+        console.print(_freeze_line(record, now), markup=False)
     if history:
         for record in found:
             for event in record.history:
@@ -1057,15 +1044,20 @@ def _last(events: list[Any], action: str) -> Any:
     return next((e for e in reversed(events) if e.action == action), None)
 
 
-def _last_set(record: FreezeRecord) -> Any:
-    """A lifted freeze as it was set (from its trail), to show what was lifted."""
-    from orchestrator.governance import Freeze
-
-    event = _last(record.history, "set")
-    if event is None:
-        return None
-    return Freeze(
-        name=record.name, by=event.by, since=event.at, reason=event.reason, until=event.until
+def _freeze_line(record: FreezeRecord, now: float) -> str:
+    """`payments: on, frozen by arn:... since ...: why`; `ended` once its --until passed;
+    `lifted by ... at ...` with what was lifted."""
+    current = record.current
+    if current is not None:
+        state = "on" if record.active(now) else "ended"
+        return f"{record.name}: {state}, {current.describe()}"
+    lift, set_ = _last(record.history, "lifted"), _last(record.history, "set")
+    if lift is None or set_ is None:
+        return f"{record.name}: off"
+    why = f": {lift.reason}" if lift.reason else ""
+    return (
+        f"{record.name}: lifted by {lift.by} at {_when(lift.at)}{why} (was frozen by "
+        f"{set_.by} since {_when(set_.at)}: {set_.reason})"
     )
 
 
@@ -1093,26 +1085,25 @@ def locks(
     if not found:
         console.print("no locks", markup=False)
         return
-    listing = Table("lock", "held by", "since", "lease ends", "waiting")
     for record in found:
         holder = record.holder
-        held = "-"
-        if holder is not None:
-            held = "execution " + _execution(holder.execution, holder.pipeline)
+        if holder is None:
+            line = f"{record.name}: free"
+        else:
+            ends = "ended" if holder.expires <= now else "ends"
+            line = (
+                f"{record.name}: held by execution {_execution(holder.execution, holder.pipeline)}"
+                f" since {_when(holder.since)}, lease {ends} {_when(holder.expires)}"
+            )
             if holder.expires <= now:
-                held += " [lease over: the next waiter takes it]"
-        waiting = "\n".join(
-            f"{i}. {_execution(w.execution, w.pipeline)}, {w.mode.value}, since {_when(w.since)}"
-            for i, w in enumerate(record.queue, start=1)
-        )
-        listing.add_row(
-            escape(record.name),
-            escape(held),
-            _when(holder.since) if holder else "-",
-            _when(holder.expires) if holder else "-",
-            escape(waiting) or "-",
-        )
-    console.print(listing)
+                line += " (the next waiter takes it at its next poll)"
+        console.print(line, markup=False)
+        for i, w in enumerate(record.queue, start=1):
+            console.print(
+                f"  {i}. waiting: execution {_execution(w.execution, w.pipeline)}, "
+                f"{w.mode.value}, since {_when(w.since)}, last seen {_when(w.seen)}",
+                markup=False,
+            )
     if history:
         for record in found:
             for event in record.history:
