@@ -94,11 +94,11 @@ def test_unfreeze_is_audited_and_freezes_lists_who_set_and_lifted(
     assert lines[1].startswith(f"payments: lifted by {MOTO} at ")
     assert f": resolved (was frozen by {MOTO} since " in lines[1]
     assert lines[1].endswith(": incident 42)")
-    trail = [line for line in lines[2:] if line.startswith("payments: ")]
-    assert trail[0].startswith(f"payments: set by {MOTO} at ")
-    assert trail[0].endswith(": incident 42")
-    assert trail[1].startswith(f"payments: lifted by {MOTO} at ")
-    assert trail[1].endswith(": resolved")
+    events = [line for line in lines[2:] if line.startswith("payments: ")]
+    assert events[0].startswith(f"payments: set by {MOTO} at ")
+    assert events[0].endswith(": incident 42")
+    assert events[1].startswith(f"payments: lifted by {MOTO} at ")
+    assert events[1].endswith(": resolved")
     again = cli("unfreeze", "payments", *shared)
     assert again.exit_code == 1
     assert "payments is not frozen: nothing to lift" in again.output
