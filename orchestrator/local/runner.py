@@ -112,14 +112,17 @@ class LocalStack:
                 self.emulator = CodePipelineEmulator(self.clock, region=self.region)
                 self._set_env("AWS_ENDPOINT_URL_CODEPIPELINE", self.emulator.start())
                 self._stops.append(self.emulator.stop)
-            handler.use(None)
+                handler.use(None)  # the function runs here: built afresh for this stack
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        handler.use(None)
+        # The operator commands (no emulator) never run the function: a warm one in this
+        # process (a test's rig) keeps its clock and clients.
+        if self._with_codepipeline:
+            handler.use(None)
         for stop in reversed(self._stops):
             stop()
         self._stops.clear()

@@ -11,7 +11,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from typer.testing import CliRunner
 
+from orchestrator import handler
+from orchestrator.cli import app
 from orchestrator.governance import Governance, LockRecord
 from orchestrator.store.dynamodb import bind_model
 from orchestrator.store.governance import DynamoGovernanceStore
@@ -19,6 +22,7 @@ from tests.rig import Rig, gate_rig
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from orchestrator.local.driver import ActionResult
 
@@ -204,6 +208,35 @@ def test_an_expired_lease_is_taken_over_and_the_late_unlock_releases_nothing(
     after = governance.lock(LOCK)
     assert after is not None and after.holder is not None
     assert after.holder.execution == B
+
+
+def test_an_operator_forcing_the_unlock_lets_the_waiting_execution_through(
+    rig: Rig,
+    governance: Governance,
+    background: Callable[..., Background],
+    moto_endpoint: str,
+    table_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
+    assert rig.run(take(), pipeline_execution_id=A).status == "Succeeded"
+    waiting = background(take(), B)
+    until(governance, lambda r: queued(r) == [B])
+    where = ["--table", table_name, "--data-dir", str(tmp_path)]
+    command = ["unlock", LOCK, "--force", "--reason", "A is stuck", *where]
+    warm = handler._app
+    forced = CliRunner().invoke(app, command, catch_exceptions=False)
+    assert forced.exit_code == 0, forced.output
+    assert handler._app is warm  # an operator command leaves the running function as it was
+    result = waiting.outcome()  # the gate running meanwhile, on its own clock, goes on
+    assert result.status == "Succeeded" and result.output_variables == {"Holder": B}
+    record = governance.lock(LOCK)
+    assert record is not None
+    assert [(e.action, e.execution, e.by) for e in record.history][-2:] == [
+        ("forced", A, "arn:aws:sts::123456789012:user/moto"),
+        ("acquired", B, None),
+    ]
 
 
 def test_lock_items_are_not_runs(rig: Rig, table_name: str) -> None:
