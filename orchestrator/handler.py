@@ -67,6 +67,7 @@ def build_app(
     from orchestrator.approval import runtime
     from orchestrator.artifacts import ArtifactContext
     from orchestrator.clock import SystemClock
+    from orchestrator.governance import Governance
     from orchestrator.job_context import CompositeJobContext
     from orchestrator.pipeline_context import PipelineContext
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
@@ -74,6 +75,7 @@ def build_app(
     from orchestrator.settings import Settings
     from orchestrator.sources import DefinitionSources
     from orchestrator.store.dynamodb import DynamoRunStore, bind_model
+    from orchestrator.store.governance import DynamoGovernanceStore
     from orchestrator.tick import TickConfig
 
     settings = settings or Settings()  # fields come from the environment
@@ -85,13 +87,14 @@ def build_app(
     boto3.setup_default_session(botocore_session=core)
     codepipeline = codepipeline_client(settings.region)
     reporter = CodePipelineReporter(codepipeline)
-    store = DynamoRunStore(bind_model(settings.table_name, settings.region, loader_from=core))
+    model = bind_model(settings.table_name, settings.region, loader_from=core)
+    store = DynamoRunStore(model)
     config = TickConfig(
         idle_check_interval=settings.idle_check_interval_seconds,
         ttl_days=settings.ttl_days,
         reserve_seconds=settings.reserve_seconds,
     )
-    services = Services(region=settings.region)
+    services = Services(region=settings.region, governance=Governance(DynamoGovernanceStore(model)))
     artifacts = ArtifactContext(region=settings.region)
     job_context = CompositeJobContext(
         [

@@ -3,7 +3,9 @@
 `ServiceClients` is the seam the engine hands to steps (and steps to secret references and
 notifications): `http`, an `HttpClient`, and `aws(service, target=...)`, a boto3 client
 typed by service, for the function's own role and region or for a step's target (another
-role, assumed through STS by `orchestrator.assume`, another region: `orchestrator.targets`).
+role, assumed through STS by `orchestrator.assume`, another region: `orchestrator.targets`);
+`governance`, freezes and locks (`orchestrator.governance.Governance`, kept in the runs
+table).
 Production uses `Services`: urllib3 (already shipped with botocore) and boto3 clients
 configured by `orchestrator.aws.client_config`, whose endpoints follow the standard
 `AWS_ENDPOINT_URL_*` variables. Unit tests pass their own.
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
 
     from orchestrator.assume import RoleSessions
-    from orchestrator.steps.window import Freezes
+    from orchestrator.governance import Governance
     from orchestrator.targets import AwsTarget
 
 MAX_BODY_BYTES = 1_000_000
@@ -135,6 +137,11 @@ class ServiceClients(Protocol):
     @property
     def http(self) -> HttpClient: ...
 
+    @property
+    def governance(self) -> Governance:
+        """Freezes (`active(name, now)`: is a freeze on?) and environment locks."""
+        ...
+
     @overload
     def aws(
         self,
@@ -206,22 +213,29 @@ class Services:
         *,
         credentials_clock: Callable[[], datetime.datetime] | None = None,
         sts: Callable[[], STSClient] | None = None,
-        freezes: Freezes | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self._http = http
         self._region = region
+        self._governance = governance
         self._clients: dict[str, Any] = {}
         self._credentials_clock = credentials_clock
         self._sts = sts
         self._roles: RoleSessions | None = None
-        self.freezes: Freezes | None = freezes
-        """Where `window` steps look up named freezes (None: no freeze store, not frozen)."""
 
     @property
     def http(self) -> HttpClient:
         if self._http is None:
             self._http = Urllib3Client()
         return self._http
+
+    @property
+    def governance(self) -> Governance:
+        """The runs table's freezes and locks (given by the entry point, which knows the
+        table)."""
+        if self._governance is None:
+            raise RuntimeError("no governance store: these services were built without a table")
+        return self._governance
 
     def aws(
         self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None

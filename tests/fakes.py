@@ -6,17 +6,21 @@ so a test that passes here is about the tick's logic, not about a permissive fak
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
+from orchestrator.governance import Kind, Versioned
 from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary, Signals
 from orchestrator.ports import Delivery
 from orchestrator.reference import Fetched
 from orchestrator.sources import SourceUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from orchestrator.event import Job
     from orchestrator.reference import GateRef
 from orchestrator.services import HttpError, HttpResponse
@@ -128,6 +132,55 @@ class MemoryStore:
             for r in sorted(records, key=lambda r: r.updated_at, reverse=True)
             if status is None or r.state.status is status
         ][:limit]
+
+
+class MemoryGovernanceStore:
+    """GovernanceStore in a dict: versioned documents, writes conditional on the version (as
+    DynamoDB's), an outage switch, and `between` hooks: each runs once, after a change has
+    read a document and before its write (to stage a concurrent writer exactly there; the
+    writes a hook makes run no hook)."""
+
+    def __init__(self) -> None:
+        self.documents: dict[tuple[Kind, str], Versioned] = {}
+        self.writes = 0
+        self.conflicts = 0
+        self.down = False
+        self.between: list[Callable[[], object]] = []
+        self._staging = False
+        self._lock = threading.Lock()
+
+    def read(self, kind: Kind, name: str) -> Versioned | None:
+        with self._lock:
+            if self.down:
+                raise StoreUnavailable(f"{kind.value} {name}: down")
+            found = self.documents.get((kind, name))
+            return copy.deepcopy(found)
+
+    def write(
+        self, kind: Kind, name: str, document: dict[str, Any], expected_version: int | None
+    ) -> None:
+        if self.between and not self._staging:
+            self._staging = True
+            try:
+                self.between.pop(0)()
+            finally:
+                self._staging = False
+        with self._lock:
+            if self.down:
+                raise StoreUnavailable(f"{kind.value} {name}: down")
+            current = self.documents.get((kind, name))
+            if (current.version if current else None) != expected_version:
+                self.conflicts += 1
+                raise ConflictError(f"{kind.value} {name}")
+            version = (expected_version or 0) + 1
+            self.documents[kind, name] = Versioned(copy.deepcopy(document), version)
+            self.writes += 1
+
+    def read_all(self, kind: Kind) -> list[Versioned]:
+        with self._lock:
+            if self.down:
+                raise StoreUnavailable(f"listing {kind.value}s: down")
+            return copy.deepcopy([v for (k, _), v in self.documents.items() if k is kind])
 
 
 @dataclass

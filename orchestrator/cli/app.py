@@ -8,6 +8,11 @@
     orchestrator approve RUN_ID   approve a waiting approval step, as your AWS identity
     orchestrator reject RUN_ID    reject it (with a reason): the gate fails naming you
     orchestrator window SPEC      a window's next openings and closings, in its zone and UTC
+    orchestrator freeze NAME      set a named freeze (windows naming it close), as your identity
+    orchestrator unfreeze NAME    lift it
+    orchestrator freezes          every freeze: on, ended or lifted, who set and lifted it
+    orchestrator locks            environment locks: holders and waiting executions
+    orchestrator unlock NAME      end a lock's lease by force (--force --reason), audited
     orchestrator local stop       stop the embedded DynamoDB Local the commands share
 
 Exit status: 0 success, 1 a failed gate, 2 an invalid definition or usage error.
@@ -69,6 +74,7 @@ from orchestrator.text import counted, format_instant
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from orchestrator.governance import FreezeRecord, LockRecord
     from orchestrator.model import RunRecord
     from orchestrator.ports import RunStore
 
@@ -1088,6 +1094,282 @@ def _caller_principal(console: Console) -> str:
         )
         raise typer.Exit(EXIT_FAILED) from None
     return normalize(arn)
+
+
+# endregion
+# region freezes and locks
+
+NameArg = Annotated[str, typer.Argument(help="The freeze's or the lock's name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+HistoryOpt = Annotated[
+    bool, typer.Option("--history", help="Also print each one's audit trail, oldest first.")
+]
+
+
+def _name(name: str) -> str:
+    from orchestrator.governance import name_error
+
+    why = name_error(name)
+    if why is not None:
+        raise typer.BadParameter(why, param_hint="NAME")
+    return name
+
+
+def _reason(reason: str, required: bool) -> str:
+    reason = reason.strip()
+    if required and not reason:
+        raise typer.BadParameter("give a reason: it is recorded and shown", param_hint="--reason")
+    if len(reason) > 1000:
+        raise typer.BadParameter("at most 1,000 characters", param_hint="--reason")
+    return reason
+
+
+def _until(text: str, now: float) -> float:
+    """`--until`: an instant with its zone (2026-12-27T00:00Z), or a duration from now (4h)."""
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r}: give an instant with its zone (2026-12-27T00:00Z) or a duration "
+                "from now (4h)",
+                param_hint="--until",
+            ) from None
+        return now + seconds
+    if at.tzinfo is None:
+        raise typer.BadParameter(
+            f"{text!r} has no time zone: add Z or an offset (+01:00)", param_hint="--until"
+        )
+    if at.timestamp() <= now:
+        raise typer.BadParameter(f"{text!r} has passed", param_hint="--until")
+    return at.timestamp()
+
+
+def _auditor(endpoint: str | None, console: Console) -> str:
+    """Who an audited change is recorded as: on a DynamoDB endpoint (AWS, or one named), the
+    caller's STS identity, strictly (as `approve`); on the embedded store, the local user."""
+    import getpass
+
+    if endpoint:
+        return _caller_principal(console)
+    return f"local:{getpass.getuser()}"
+
+
+@app.command("freeze")
+def freeze_command(
+    name: NameArg,
+    reason: Annotated[str, typer.Option(help="Why (required): gates held by it say so.")],
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="When it ends by itself: an instant with its zone (2026-12-27T00:00Z) or a "
+            "duration from now (4h). Default: when lifted."
+        ),
+    ] = None,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonOpt = False,
+) -> None:
+    """Set a named freeze, as your AWS identity (STS): every `window` naming it closes at its
+    next poll, saying who froze it, since when and why. Setting it again replaces it."""
+    console = _console()
+    name, reason = _name(name), _reason(reason, required=True)
+    now = time.time()
+    ends = _until(until, now) if until is not None else None
+    who = _auditor(dynamodb_endpoint, console)
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        record, replaced = stack.governance().freeze(name, who, reason, ends, now)
+    if json_output:
+        print(json.dumps(_freeze_json(record, now)))
+        return
+    assert record.current is not None
+    console.print(f"{name} is {record.current.describe()}", markup=False)
+    if replaced is not None:
+        console.print(f"  (replaces: {replaced.describe()})", markup=False)
+    console.print("windows that name it close at their next poll", markup=False)
+
+
+@app.command()
+def unfreeze(
+    name: NameArg,
+    reason: Annotated[str, typer.Option(help="Recorded with the lift.")] = "",
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonOpt = False,
+) -> None:
+    """Lift a named freeze, as your AWS identity (STS); exit 1 when it is not set."""
+    console = _console()
+    name, reason = _name(name), _reason(reason, required=False)
+    now = time.time()
+    who = _auditor(dynamodb_endpoint, console)
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        record, lifted = stack.governance().unfreeze(name, who, reason, now)
+    if lifted is None:
+        console.print(f"{name} is not frozen: nothing to lift", style="red", markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    if json_output:
+        print(json.dumps(_freeze_json(record, now)))
+        return
+    why = f": {reason}" if reason else ""
+    console.print(f"{name} lifted by {who}{why} (it was {lifted.describe()})", markup=False)
+
+
+@app.command()
+def freezes(
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    history: HistoryOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Every freeze ever set in the table: on, ended (its --until passed) or lifted, with who
+    set it and who lifted it."""
+    now = time.time()
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        found = stack.governance().freezes()
+    if json_output:
+        print(json.dumps([_freeze_json(record, now) for record in found]))
+        return
+    console = _console()
+    if not found:
+        console.print("no freezes", markup=False)
+        return
+    for record in found:
+        console.print(_freeze_line(record, now), markup=False)
+    if history:
+        for record in found:
+            for event in record.history:
+                until = f" until {_when(event.until)}" if event.until else ""
+                why = f": {event.reason}" if event.reason else ""
+                console.print(
+                    f"{record.name}: {event.action} by {event.by} at {_when(event.at)}{until}{why}",
+                    markup=False,
+                )
+
+
+def _last(events: list[Any], action: str) -> Any:
+    return next((e for e in reversed(events) if e.action == action), None)
+
+
+def _freeze_line(record: FreezeRecord, now: float) -> str:
+    """`payments: on, frozen by arn:... since ...: why`; `ended` once its --until passed;
+    `lifted by ... at ...` with what was lifted."""
+    current = record.current
+    if current is not None:
+        state = "on" if record.active(now) else "ended"
+        return f"{record.name}: {state}, {current.describe()}"
+    lift, set_ = _last(record.history, "lifted"), _last(record.history, "set")
+    if lift is None or set_ is None:
+        return f"{record.name}: off"
+    why = f": {lift.reason}" if lift.reason else ""
+    return (
+        f"{record.name}: lifted by {lift.by} at {_when(lift.at)}{why} (was frozen by "
+        f"{set_.by} since {_when(set_.at)}: {set_.reason})"
+    )
+
+
+def _freeze_json(record: FreezeRecord, now: float) -> dict[str, Any]:
+    return {**record.model_dump(mode="json"), "on": record.active(now) is not None}
+
+
+@app.command()
+def locks(
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    history: HistoryOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Environment locks: which pipeline execution holds each (since when, until when at the
+    latest) and the executions waiting, first in line first."""
+    now = time.time()
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        found = stack.governance().locks()
+    if json_output:
+        print(json.dumps([_lock_json(record, now) for record in found]))
+        return
+    console = _console()
+    if not found:
+        console.print("no locks", markup=False)
+        return
+    for record in found:
+        holder = record.holder
+        if holder is None:
+            line = f"{record.name}: free"
+        else:
+            ends = "ended" if holder.expires <= now else "ends"
+            line = (
+                f"{record.name}: held by execution {_execution(holder.execution, holder.pipeline)}"
+                f" since {_when(holder.since)}, lease {ends} {_when(holder.expires)}"
+            )
+            if holder.expires <= now:
+                line += " (the next waiter takes it at its next poll)"
+        console.print(line, markup=False)
+        for i, w in enumerate(record.queue, start=1):
+            console.print(
+                f"  {i}. waiting: execution {_execution(w.execution, w.pipeline)}, "
+                f"{w.mode.value}, since {_when(w.since)}, last seen {_when(w.seen)}",
+                markup=False,
+            )
+    if history:
+        for record in found:
+            for event in record.history:
+                by = f" by {event.by}" if event.by else ""
+                why = f": {event.reason}" if event.reason else ""
+                console.print(
+                    f"{record.name}: {event.action} ({event.execution}){by} at "
+                    f"{_when(event.at)}{why}",
+                    markup=False,
+                )
+
+
+def _execution(execution: str, pipeline: str | None) -> str:
+    return f"{execution} ({pipeline})" if pipeline else execution
+
+
+def _lock_json(record: LockRecord, now: float) -> dict[str, Any]:
+    held = record.held(now)
+    return {**record.model_dump(mode="json"), "held_by": held.execution if held else None}
+
+
+@app.command("unlock")
+def unlock_command(
+    name: NameArg,
+    reason: Annotated[str, typer.Option(help="Why (required): recorded in the lock's trail.")] = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Required: the holder's deployment loses its cover.")
+    ] = False,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """End a lock's lease, whoever holds it, as your AWS identity (STS): the next waiting
+    execution takes it at its next poll. Pipelines release their own with an `unlock` step."""
+    console = _console()
+    name = _name(name)
+    if not force:
+        raise typer.BadParameter(
+            "this takes the lock from the execution holding it: add --force", param_hint="--force"
+        )
+    reason = _reason(reason, required=True)
+    now = time.time()
+    who = _auditor(dynamodb_endpoint, console)
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        lease = stack.governance().force_release(name, who, reason, now)
+    if lease is None:
+        console.print(f"{name} is not held: nothing to unlock", style="red", markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    console.print(
+        f"{name} taken from execution {lease.execution} (held since {_when(lease.since)}) "
+        f"by {who}: {reason}; the next waiting execution takes it at its next poll",
+        markup=False,
+    )
 
 
 # endregion

@@ -36,6 +36,7 @@ from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from orchestrator.governance import Governance
     from orchestrator.settings import Settings
 
 DEFAULT_TABLE = "orchestrator-runs"
@@ -111,14 +112,17 @@ class LocalStack:
                 self.emulator = CodePipelineEmulator(self.clock, region=self.region)
                 self._set_env("AWS_ENDPOINT_URL_CODEPIPELINE", self.emulator.start())
                 self._stops.append(self.emulator.stop)
-            handler.use(None)
+                handler.use(None)  # the function runs here: built afresh for this stack
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        handler.use(None)
+        # The operator commands (no emulator) never run the function: a warm one in this
+        # process (a test's rig) keeps its clock and clients.
+        if self._with_codepipeline:
+            handler.use(None)
         for stop in reversed(self._stops):
             stop()
         self._stops.clear()
@@ -376,6 +380,14 @@ class LocalStack:
         from orchestrator.store.dynamodb import DynamoRunStore, bind_model
 
         return DynamoRunStore(bind_model(self.table_name, self.region))
+
+    def governance(self) -> Governance:
+        """Freezes and locks in the chosen table (for the operator commands)."""
+        from orchestrator.governance import Governance
+        from orchestrator.store.dynamodb import bind_model
+        from orchestrator.store.governance import DynamoGovernanceStore
+
+        return Governance(DynamoGovernanceStore(bind_model(self.table_name, self.region)))
 
 
 @dataclass

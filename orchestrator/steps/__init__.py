@@ -28,6 +28,8 @@ KINDS: dict[str, str] = {
     "python": "orchestrator.steps.python:PythonStep",
     "approval": "orchestrator.steps.approval:ApprovalStep",
     "window": "orchestrator.steps.window:WindowStep",
+    "lock": "orchestrator.steps.lock:LockStep",
+    "unlock": "orchestrator.steps.unlock:UnlockStep",
 }
 """Kind key -> "module:Class". Modules are imported when a definition first uses the kind:
 a cold start pays only for the kinds its gate has."""

@@ -10,7 +10,7 @@ guard, passing while it is open and violated while it is closed.
 The arithmetic (wall-clock semantics, daylight saving, deny over allow, min_remaining) is in
 `orchestrator.windows`, pure. A poll adds what only the outside knows:
 
-    freeze      ctx.services.freezes (a `Freezes`), when the services carry one: an active
+    freeze      ctx.services.governance (a `Freezes`), when the services carry one: an active
                 freeze on the named freeze keeps the window closed ("frozen by ... since ...")
     calendars   SSM GetCalendarState at the gate's clock (AtTime): open only while every
                 calendar is OPEN; its next transition (and the one after) feed the ETA
@@ -56,7 +56,7 @@ class FreezeRecord(Protocol):
     `until` (epoch seconds or None): the window's ETA then starts there."""
 
     @property
-    def who(self) -> str: ...
+    def by(self) -> str: ...
     @property
     def since(self) -> float: ...
     @property
@@ -64,7 +64,8 @@ class FreezeRecord(Protocol):
 
 
 class Freezes(Protocol):
-    """Where freezes are looked up: the freeze store, reached as `ctx.services.freezes`."""
+    """Where freezes are looked up: the runs table's freezes, reached as
+    `ctx.services.governance` (`orchestrator.governance.Governance`)."""
 
     def active(self, name: str, now: float) -> FreezeRecord | None:
         """The freeze `name` if it is on at `now`, else None; TransientError when the store
@@ -74,7 +75,12 @@ class Freezes(Protocol):
 
 def freezes_of(ctx: StepContext) -> Freezes | None:
     """The freeze source the services carry, or None: no source, so nothing is frozen."""
-    found: Freezes | None = getattr(ctx.services, "freezes", None)
+    if ctx.services is None:
+        return None
+    try:
+        found: Freezes = ctx.services.governance
+    except RuntimeError:  # services built without a table (e.g. `orchestrator window`)
+        return None
     return found
 
 
@@ -266,7 +272,7 @@ class WindowStep(Step):
             after = schedule.status(float(until), blocked)
             eta = float(until) if after.open else after.opens_at
         since = format_instant(float(record.since), "minutes")
-        detail = f"freeze '{name}': frozen by {record.who} since {since}: {record.reason}"
+        detail = f"freeze '{name}': frozen by {record.by} since {since}: {record.reason}"
         return Pending(clip(detail, 300), next_check=now + self.interval, eta=eta)
 
     def _calendars(

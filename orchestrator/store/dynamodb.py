@@ -34,6 +34,13 @@ STATUS_INDEX = "by-status"
 DEFINITION_PREFIX = "definition#"
 """Pinned definitions share the runs table: key `definition#<sha256>`, no `status`, so
 they are in no index; DynamoDB's TTL removes them like runs."""
+FREEZE_PREFIX = "freeze#"
+LOCK_PREFIX = "lock#"
+DIRECTORY_KEY = "governance#directory"
+"""Freezes, locks and the directory of their names share the table too, in no index and
+with no TTL (orchestrator.store.governance)."""
+NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY)
+"""Keys of the items that are not runs start with one of these."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _INVALID = "ValidationException"  # e.g. SET of a key in a map the item does not have
 
@@ -115,7 +122,7 @@ class DynamoRunStore:
         self._model = model
 
     def load(self, run_id: str) -> RunRecord | None:
-        if run_id.startswith(DEFINITION_PREFIX):
+        if run_id.startswith(NOT_RUNS):
             return None  # not a run
         try:
             item = self._model.get(run_id, consistent_read=True)

@@ -56,6 +56,7 @@ PURE = frozenset(
         "orchestrator.engine",
         "orchestrator.event",
         "orchestrator.exceptions",
+        "orchestrator.governance",
         "orchestrator.metrics",
         "orchestrator.model",
         "orchestrator.pinning",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -16,6 +16,9 @@ from orchestrator.approval.notify import Notice
 from orchestrator.approval.web import Request, Response
 from orchestrator.services import HttpError, HttpResponse
 from orchestrator.targets import AwsTarget, RoleDenied
+
+if TYPE_CHECKING:
+    from orchestrator.governance import Governance
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
 NOTICE = Notice(
@@ -96,6 +99,10 @@ class FakeServices:
     http: FakeHttp
     targets: list[AwsTarget | None] = field(default_factory=list)
     role_error: Exception | None = None
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(
         self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None

@@ -17,6 +17,7 @@ from tests.unit.test_steps_alarms import client_error
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactContext
+    from orchestrator.governance import Governance
     from orchestrator.services import HttpClient
     from orchestrator.targets import AwsTarget
 
@@ -45,6 +46,10 @@ class FakeServices:
     @property
     def http(self) -> HttpClient:
         raise AssertionError("no HTTP here")
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(
         self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None

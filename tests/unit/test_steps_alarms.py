@@ -19,6 +19,7 @@ from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
 from tests.fakes import ManualClock
 
 if TYPE_CHECKING:
+    from orchestrator.governance import Governance
     from orchestrator.services import HttpClient
 
 T0 = 1_800_000_000.0
@@ -100,6 +101,10 @@ class FakeServices:
     @property
     def http(self) -> HttpClient:
         raise AssertionError("no HTTP in this test")
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(
         self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None

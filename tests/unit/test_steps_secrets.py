@@ -4,7 +4,7 @@ the value, and `http` headers that use them (through the engine)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
@@ -26,6 +26,9 @@ from orchestrator.services import HttpResponse
 from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
 from tests.fakes import ManualClock
 from tests.unit.test_steps_alarms import client_error
+
+if TYPE_CHECKING:
+    from orchestrator.governance import Governance
 
 VALUE = "CANARY-unit-5e1f"
 
@@ -81,6 +84,10 @@ class Services:
         self.http = RecordingHttp()
         self.targets: list[AwsTarget | None] = []
         self.role_error: Exception | None = None
+
+    @property
+    def governance(self) -> Governance:
+        raise AssertionError("no freezes or locks in this test")
 
     def aws(
         self, service: str, *, single_attempt: bool = False, target: AwsTarget | None = None

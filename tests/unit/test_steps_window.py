@@ -38,7 +38,7 @@ def iso(epoch: float) -> str:
 
 @dataclass
 class Freeze:
-    who: str
+    by: str
     since: float
     reason: str
     until: float | None = None
@@ -109,8 +109,13 @@ class FakeServices:
 
     def __init__(self, ssm: FakeSsm | None = None, freezes: Freezes | None = None) -> None:
         self.ssm = ssm or FakeSsm()
-        if freezes is not None:
-            self.freezes = freezes
+        self._freezes = freezes
+
+    @property
+    def governance(self) -> Any:
+        if self._freezes is None:
+            raise RuntimeError("no governance store")
+        return self._freezes
 
     @property
     def http(self) -> HttpClient:
@@ -376,14 +381,19 @@ def test_the_steps_doc_snippets_are_real() -> None:
     assert runner.step.result == result
 
 
-def test_the_production_services_carry_the_freeze_source_the_handler_gives_them() -> None:
-    """`Services(freezes=...)` is the integration point: the window step finds it there."""
+def test_the_production_services_carry_the_freezes_the_handler_gives_them() -> None:
+    """`Services(governance=...)` is the integration point: the window step finds freezes
+    there, and services without a table (the CLI's) mean nothing is frozen."""
+    from orchestrator.governance import Governance
     from orchestrator.services import Services
+    from tests.fakes import MemoryGovernanceStore
 
-    freezes = MemoryFreezes()
-    freezes.on["payments"] = Freeze("ana", MONDAY_OPENING, "incident 42")
+    governance = Governance(MemoryGovernanceStore())
+    governance.freeze("payments", "ana", "incident 42", None, MONDAY_OPENING)
     runner = Runner({**BUSINESS, "freeze": "payments"}, MONDAY_OPENING)
-    runner.services = Services(freezes=freezes)  # type: ignore[assignment]
+    runner.services = Services(governance=governance)  # type: ignore[assignment]
     runner.tick()
-    assert "frozen by ana" in runner.summary and freezes.lookups == ["payments"]
-    assert Services().freezes is None
+    assert "frozen by ana" in runner.summary
+    unfrozen = Runner({**BUSINESS, "freeze": "payments"}, MONDAY_OPENING)
+    unfrozen.services = Services()  # type: ignore[assignment]
+    assert unfrozen.tick().status is RunStatus.SUCCEEDED
