@@ -316,6 +316,7 @@ class GateDefinition(BaseModel):
             ("timeout", "a guard lasts as long as the gate"),
             ("when", "a guard is not reached, it runs from the start (or `after`)"),
             ("advisory", "use on_violation: hold to keep a guard from failing the gate"),
+            ("max_polls", "a guard polls for as long as the gate runs: it is never inconclusive"),
         ):
             if field in step.model_fields_set:
                 errors.append(f"{path}.{field}: {why}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ from orchestrator.exceptions import FailureType
 from orchestrator.expressions import TemplateError, search, truthy
 from orchestrator.model import Failure, NodeStatus, RunState, RunStatus, Signals, StepState
 from orchestrator.steps import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import deciding, first_poll, measure
 from orchestrator.text import counted, format_instant
 from orchestrator.tree import GROUPS, AnyOf, Group, Parallel, Sequence, levels, walk
 
@@ -214,7 +215,9 @@ class _Tick:
         if isinstance(node, Group):
             state.next_check = at + node.timeout if node.timeout is not None else None
         else:
-            state.next_check = at
+            state.next_check = first_poll(node, at)
+            if state.next_check > at:
+                state.detail = f"first poll at {format_instant(state.next_check, 'time')}"
 
     def _group(self, group: Group, state: StepState) -> None:
         at = self.now()
@@ -285,9 +288,21 @@ class _Tick:
             if claimed is not None:
                 self._apply(step, state, claimed, at, deadline)
                 return
+            stand_in = deciding(step, state)  # an inconclusive check: people decide
+            if stand_in is not None:
+                outcome = _ask(stand_in, ctx, lambda s: s.poll(state, ctx), True)
+                if isinstance(outcome, Pending):
+                    why = state.memo["rules"]["inconclusive"]
+                    outcome = replace(outcome, detail=f"{why}; {outcome.detail}")
+                state.polls += 1
+                self._apply(step, state, outcome, at, deadline)
+                return
             outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
         state.polls += 1
-        self._apply(step, state, _retried(step, state, outcome, at), at, deadline)
+        outcome = _retried(step, state, outcome, at)
+        if not timed_out:
+            outcome = measure(step, state, outcome, at)
+        self._apply(step, state, outcome, at, deadline)
 
     def _apply(
         self, step: Step, state: StepState, outcome: Outcome, at: float, deadline: float
@@ -345,7 +360,8 @@ class _Tick:
             if state.status is NodeStatus.PENDING:
                 after = self.states[guard.after] if guard.after is not None else None
                 if after is None or after.status.settled:
-                    state.status, state.started_at, state.next_check = _RUNNING, at, at
+                    state.status, state.started_at = _RUNNING, at
+                    state.next_check = first_poll(guard.step, at)
         final = final and all(state.passing is True or _due(state, at) for state in self.run.guards)
         for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
             at = self.now()
@@ -367,7 +383,7 @@ class _Tick:
         ctx = self._context(step, at)
         outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
         state.polls += 1
-        outcome = _retried(step, state, outcome, at)
+        outcome = measure(step, state, _retried(step, state, outcome, at), at)
         wanted = at + step.interval
         if isinstance(outcome, Done):
             state.passing, state.result, state.error = True, outcome.result, None

@@ -30,6 +30,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import Measured
 from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import clip, json_or_text, too_large
 
@@ -71,7 +72,7 @@ class StateMachineCall(BaseModel):
         return value
 
 
-class StateMachineStep(Target, Step):
+class StateMachineStep(Measured, Target, Step):
     """Start `state_machine.arn` once per run; done when the execution succeeds."""
 
     kind: ClassVar[str] = "state_machine"
