@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
-    from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+    from orchestrator.model import Answer, Control, RunRecord, RunState, RunStatus, RunSummary
     from orchestrator.reference import Fetched, GateRef
 
 
@@ -59,6 +59,11 @@ class RunStore(Protocol):
     def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
         """Record a step's once-per-key claim on a running run (`StepContext.claim`), with
         `record_decision`'s semantics, in the run's claims rather than its decisions."""
+        ...
+
+    def record_control(self, run_id: str, control: Control) -> bool:
+        """Add an operator's control to a running run's audit (once; never by a tick):
+        False if the run is unknown or over."""
         ...
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
 from orchestrator.governance import Kind, Versioned
-from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary, Signals
+from orchestrator.model import Answer, Control, RunRecord, RunStatus, RunSummary, Signals
 from orchestrator.ports import Delivery
 from orchestrator.reference import Fetched
 from orchestrator.sources import SourceUnavailable
@@ -34,6 +34,7 @@ class MemoryStore:
         self.cancels: dict[str, str] = {}
         self.decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self.claims: dict[str, dict[str, dict[str, Any]]] = {}
+        self.controls: dict[str, list[Control]] = {}
         self.definitions: dict[str, str] = {}
         self.reads = 0
         self.writes = 0
@@ -53,6 +54,7 @@ class MemoryStore:
                 cancel_requested_by=self.cancels.get(run_id),
                 decisions=self.decisions.get(run_id, {}),
                 claims=self.claims.get(run_id, {}),
+                controls=sorted(self.controls.get(run_id, []), key=lambda c: c.at),
             )
             return record.model_copy(update={"signals": signals})
 
@@ -89,6 +91,16 @@ class MemoryStore:
             ):
                 return False
             self.cancels[run_id] = who
+            return True
+
+    def record_control(self, run_id: str, control: Control) -> bool:
+        with self._lock:
+            raw = self.items.get(run_id)
+            if raw is None or RunRecord.model_validate_json(raw).state.status is not (
+                RunStatus.RUNNING
+            ):
+                return False
+            self.controls.setdefault(run_id, []).append(control)
             return True
 
     def record_decision(

@@ -235,7 +235,7 @@ def test_on_failure_runs_once_under_duplicate_deliveries(rig: Rig, mode: str) ->
     assert in_progress, "the failure is answered only after the hook ran"
     assert in_progress[0].startswith("failed: step 'smoke': fail_if is true")
     claims = rig.item(result.jobs[0].job_id)["claims"]["M"]
-    assert set(claims) == {"rollback|on_failure-0"}
+    assert set(claims) == {"rollback|on_failure-0", "rollback|on_failure-0-outcome"}
 
 
 def test_a_run_written_by_the_v1_engine_is_continued_to_success(
