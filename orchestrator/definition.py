@@ -180,6 +180,16 @@ _parse_guard, _guards = _wrapped(Guard, "guards", ("on_violation", "after"))
 _parse_hook, _hooks = _wrapped(Hook, "on_failure", ("on_cancel",))
 
 
+def _notify(raw: object) -> object:
+    """`notify`, as `notices.GateNotify` (imported when a gate has one: it reads secret
+    references, an adapter's model)."""
+    if raw is None:
+        return None
+    from orchestrator.notices import GateNotify
+
+    return raw if isinstance(raw, GateNotify) else GateNotify.model_validate(raw)
+
+
 def _output_names(outputs: dict[str, str]) -> dict[str, str]:
     for name in outputs:
         if not _OUTPUT_NAME.fullmatch(name):
@@ -206,6 +216,8 @@ class GateDefinition(BaseModel):
     timeout: Duration = MAX_GATE_TIMEOUT
     artifacts: OutputArtifacts = Field(default_factory=dict)
     """Output artifact files, by output artifact name (see orchestrator.artifacts_report)."""
+    notify: Annotated[Any, BeforeValidator(_notify)] = None
+    """Where the gate's outcomes are announced (`orchestrator.notices.GateNotify`)."""
     defaults: Defaults | None = None
     """The role, external id and region of every AWS-calling step that names none (copied
     into those steps before they are parsed: `targets.apply_defaults`)."""

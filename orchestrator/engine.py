@@ -161,6 +161,11 @@ class _Tick:
             if cancel is not None and cancel.reason:
                 message += f": {cancel.reason}"
             return self._failed(Failure(type=FailureType.JOB_FAILED, message=message), True)
+        run.undelivered = sorted(
+            f"{key.removesuffix('-failed')}: {value.get('error')}"
+            for key, value in self.signals.claims.get("notify", {}).items()
+            if key.endswith("-failed") and isinstance(value, dict)
+        )
         self._controls()
         if run.paused is not None:
             return self._indexed()
@@ -792,8 +797,9 @@ def _exceptions(steps: list[Step], states: dict[str, StepState]) -> str:
 
 
 def _guarded(run: RunState) -> str:
+    undelivered = f"; notify failed: {'; '.join(run.undelivered)}" if run.undelivered else ""
     if not run.guards:
-        return ""
+        return undelivered
     shown = []
     for state in run.guards:
         if state.status is NodeStatus.PENDING:
@@ -808,7 +814,7 @@ def _guarded(run: RunState) -> str:
             shown.append(f"{state.name} ok")
         else:
             shown.append(f"{state.name} held ({state.detail.removeprefix('held: ')})")
-    return "; guards: " + ", ".join(shown)
+    return "; guards: " + ", ".join(shown) + undelivered
 
 
 def _labels(definition: GateDefinition) -> list[tuple[Step, str]]:

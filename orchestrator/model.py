@@ -93,6 +93,8 @@ class RunState(BaseModel):
     """The gate failed and its on_failure hooks are running; `failure` once they are over."""
     paused: str | None = None
     """Why nothing is polled (`orchestrator pause`): 'paused by ... : reason'."""
+    undelivered: list[str] = Field(default_factory=list)
+    """Notifications that could not be delivered ('failed: webhook: HTTP 500')."""
     ended_at: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""

@@ -43,8 +43,10 @@ TRIGGER = "trigger"
 def mentions_pipeline(definition: GateDefinition) -> bool:
     """Whether any `${...}` template or output expression reads the pipeline document, or a
     step needs it anyway (an approval's notice names the pipeline)."""
-    if any(step.reads_pipeline() for step in definition.all_steps()):
-        return True
+    if definition.notify is not None or any(
+        step.reads_pipeline() for step in definition.all_steps()
+    ):
+        return True  # a notification names the pipeline and links to its execution
     return any(_MENTION.search(expression) for expression in _expressions(definition))
 
 

@@ -78,6 +78,10 @@ class TickConfig:
     """Real seconds kept back for the write and the report at the end of an invocation."""
 
 
+NOTIFY_TIMEOUT = 5.0
+"""Seconds a notification's webhook may take."""
+
+
 class Progress(enum.Enum):
     """What a tick did to the run."""
 
@@ -294,7 +298,38 @@ class Ticker:
                 return self._store_down(job, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
+        self._announce(definition, previous.state if previous else None, state, answer)
         return answer, Progress.ADVANCED
+
+    def _announce(
+        self, definition: GateDefinition, before: RunState | None, after: RunState, answer: Answer
+    ) -> None:
+        """Send the gate's notifications for what this write changed (this delivery's write
+        won, so no other sends them); a failed delivery is logged and, while the run goes
+        on, recorded for its next summary."""
+        if definition.notify is None or self._services is None:
+            return
+        from orchestrator import notices
+
+        pipeline = after.context.get("pipeline")
+        for notice in notices.events(before, after, answer.summary):
+            if notice.event not in definition.notify.on:
+                continue
+            errors = notices.send(
+                notice, after.run_id, definition.notify, pipeline, self._services, NOTIFY_TIMEOUT
+            )
+            if not errors:
+                continue
+            log.warning(
+                "notification not delivered",
+                extra={"run_id": after.run_id, "event": notice.event, "errors": errors},
+            )
+            if after.status is RunStatus.RUNNING:
+                try:
+                    failed = {"error": "; ".join(errors)}
+                    self._store.claim(after.run_id, "notify", f"{notice.key}-failed", failed)
+                except StoreUnavailable:
+                    pass
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
         current = self._store.load(run_id)
