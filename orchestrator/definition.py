@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -216,6 +216,8 @@ class GateDefinition(BaseModel):
     timeout: Duration = MAX_GATE_TIMEOUT
     artifacts: OutputArtifacts = Field(default_factory=dict)
     """Output artifact files, by output artifact name (see orchestrator.artifacts_report)."""
+    on_retry: Literal["resume", "restart"] = "resume"
+    """What a retry of the pipeline's failed action does to the failed run."""
     notify: Annotated[Any, BeforeValidator(_notify)] = None
     """Where the gate's outcomes are announced (`orchestrator.notices.GateNotify`)."""
     defaults: Defaults | None = None
@@ -280,6 +282,14 @@ class GateDefinition(BaseModel):
             f"timeout: {format_duration(self.timeout)}{room} exceeds the maximum "
             f"{format_duration(MAX_GATE_TIMEOUT)} (CodePipeline ends actions at 24h)"
         ]
+
+    @property
+    def digest(self) -> str:
+        """The sha256 of the validated definition (a retry of a run started with another
+        one restarts it)."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
 
     def step_timeout(self, step: Step) -> float:
         return step.timeout if step.timeout is not None else self.timeout

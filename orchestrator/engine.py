@@ -362,7 +362,7 @@ class _Tick:
             outcome = measure(step, state, outcome, at)
         if hook and not timed_out and self.claim is not None:
             # before the run is written: a delivery whose write wins the race replays it
-            self.claim(step.name, f"on_failure-{state.polls - 1}-outcome", _recorded(outcome))
+            self.claim(step.name, f"{_hook_key(self.run, state, -1)}-outcome", _recorded(outcome))
         self._apply(step, state, outcome, at, deadline)
 
     def _apply(
@@ -540,7 +540,7 @@ class _Tick:
         run's poll), or waits for it, or after the lease is given up for lost."""
         if self.claim is None:
             return None  # the engine alone: nothing else can deliver this run
-        key = f"on_failure-{state.polls}"
+        key = _hook_key(self.run, state)
         held = ctx.claims.get(key)
         if isinstance(held, dict):
             recorded = ctx.claims.get(f"{key}-outcome")
@@ -591,6 +591,45 @@ class _Tick:
             len(self.definition.steps),
         )
         return run
+
+
+def _hook_key(run: RunState, state: StepState, shift: int = 0) -> str:
+    """The claim key of a hook's poll (its number in the run's attempt)."""
+    polls = state.polls + shift
+    return f"on_failure-{polls}" if run.attempt == 1 else f"on_failure-{run.attempt}-{polls}"
+
+
+def resume(definition: GateDefinition, run: RunState, at: float) -> RunState:
+    """A failed run, resumed by a retry of the pipeline's action: the steps that were over
+    stay over, the failed (and abandoned) ones start again, the deadline restarts, the hooks
+    may run again (claimed anew)."""
+    resumed = run.model_copy(deep=True)
+    failed_at = [
+        s.name
+        for s in resumed.steps
+        if s.status is _FAILED and s.kind not in GROUPS and s.error is not None
+    ]
+    for state in resumed.steps:
+        if state.status in (_FAILED, NodeStatus.ABANDONED, _RUNNING):
+            kept = {k: v for k, v in state.memo.items() if k in ("invocations", "controls")}
+            state.status, state.started_at, state.finished_at = NodeStatus.PENDING, None, None
+            state.next_check, state.eta, state.error, state.result = None, None, None, None
+            state.memo, state.detail = kept, ""
+    for state in (*resumed.guards, *resumed.hooks):
+        state.status, state.started_at, state.finished_at = NodeStatus.PENDING, None, None
+        state.next_check, state.eta, state.error, state.passing = None, None, None, None
+        state.memo, state.detail, state.polls = {}, "", 0
+    where = f" at step '{failed_at[0]}'" if failed_at else ""
+    resumed.attempt += 1
+    resumed.note = f"resumed after failure{where} (attempt {resumed.attempt})"
+    resumed.status, resumed.failure, resumed.failing, resumed.ended_at = (
+        RunStatus.RUNNING,
+        None,
+        None,
+        None,
+    )
+    resumed.started_at, resumed.deadline = at, at + definition.timeout
+    return resumed
 
 
 def _recorded(outcome: Outcome) -> dict[str, Any]:
@@ -745,6 +784,15 @@ def summary(definition: GateDefinition, run: RunState) -> str:
         exceptions = _exceptions(steps, states)
         verb = "over" if exceptions else "done"
         return f"{done} {verb} in {format_duration(elapsed)}{exceptions}{_guarded(run)}"
+    if run.note is not None and run.status is RunStatus.RUNNING:
+        return f"{_summary(definition, run)} ({run.note})"
+    return _summary(definition, run)
+
+
+def _summary(definition: GateDefinition, run: RunState) -> str:
+    states = {state.name: state for state in run.steps}
+    steps = [node for node in definition.nodes() if isinstance(node, Step)]
+    total = len(steps)
     if run.paused is not None:
         return f"{run.paused} (nothing is polled until `orchestrator resume`)"
     if run.failing is not None:
@@ -843,7 +891,11 @@ def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
         if state.finished_at is not None and state.status is not NodeStatus.ABANDONED
     }
     started = format_instant(run.started_at, "iso")
-    context = {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
+    context = {
+        **run.context,
+        "steps": steps,
+        "run": {"id": run.run_id, "started_at": started, "attempt": run.attempt},
+    }
     if run.failing is not None:
         context["failure"] = {"message": run.failing.message, "type": run.failing.type.value}
     return context

@@ -93,6 +93,12 @@ class RunState(BaseModel):
     """The gate failed and its on_failure hooks are running; `failure` once they are over."""
     paused: str | None = None
     """Why nothing is polled (`orchestrator pause`): 'paused by ... : reason'."""
+    attempt: int = 1
+    """1, then 2, 3... each time a retry of the pipeline's action resumed the run."""
+    note: str | None = None
+    """Said with the run's summary: how it was resumed or restarted."""
+    digest: str | None = None
+    """The sha256 of the definition the run started with (a retry with another restarts)."""
     undelivered: list[str] = Field(default_factory=list)
     """Notifications that could not be delivered ('failed: webhook: HTTP 500')."""
     ended_at: float | None = None

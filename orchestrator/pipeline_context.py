@@ -82,9 +82,8 @@ class PipelineContext:
         self._client = client
         self._region = region
 
-    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
-        if KEY in state.context or not mentions_pipeline(definition):
-            return {}
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        """The pipeline document of a run's first job: which execution's action it is."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -92,7 +91,17 @@ class PipelineContext:
         except (ClientError, BotoCoreError) as exc:
             raise _wrapped(exc, job, "GetJobDetails", "'*'") from None
         found = details.get("jobDetails", {}).get("data", {}).get("pipelineContext")
-        document: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        return dict(found) if isinstance(found, dict) else {}
+
+    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
+        if not mentions_pipeline(definition):
+            return {}
+        if KEY in state.context:
+            document = state.context[KEY]
+            if not needs_trigger(definition) or TRIGGER in document:
+                return {}
+            return {KEY: {**document, TRIGGER: self._trigger(job, document)}}
+        document = self.identify(job) or {}
         if needs_trigger(definition):
             document[TRIGGER] = self._trigger(job, document)
         return {KEY: document}

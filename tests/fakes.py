@@ -36,6 +36,7 @@ class MemoryStore:
         self.claims: dict[str, dict[str, dict[str, Any]]] = {}
         self.controls: dict[str, list[Control]] = {}
         self.definitions: dict[str, str] = {}
+        self.executions: dict[str, str] = {}
         self.reads = 0
         self.writes = 0
         self.down = False
@@ -92,6 +93,20 @@ class MemoryStore:
                 return False
             self.cancels[run_id] = who
             return True
+
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"execution {key}: down")
+            return self.executions.setdefault(key, run_id)
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"execution {key}: down")
+            self.executions[key] = run_id
 
     def record_control(self, run_id: str, control: Control) -> bool:
         with self._lock:

@@ -273,6 +273,16 @@ def run(
         ),
     ] = False,
     reinvoke_delay: Annotated[str, typer.Option(help="Delay between rounds.")] = "2s",
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help=(
+                'When an action fails, "Retry failed actions" once, as the console does: '
+                "the same pipeline execution, a new job (a failed gate resumes)."
+            ),
+        ),
+    ] = False,
     duplicates: Annotated[
         str, typer.Option(help="Deliver each job: none, sequential (twice), concurrent.")
     ] = "none",
@@ -322,6 +332,7 @@ def run(
         duplicates=duplicates,  # type: ignore[arg-type]  # checked above
         reply_timeout=_timeout(reply_timeout, "--reply-timeout"),
         action_timeout=_timeout(action_timeout, "--action-timeout"),
+        retry_failed=retry_failed,
     )
     view = _noting_rehearsals(
         JsonView() if json_output else ConsoleView(console, speed, quiet=quiet), data_dir, speed

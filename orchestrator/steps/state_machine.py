@@ -93,7 +93,9 @@ class StateMachineStep(Measured, Target, Step):
         except RoleError as exc:
             return role_outcome(self.name, exc)
         acted_as(state, target)
-        name = execution_name(ctx.run_id, self.name)
+        attempt = int((ctx.run.get("run") or {}).get("attempt") or 1)
+        # a run resumed after a failure starts a new execution (names are unique for 90 days)
+        name = execution_name(ctx.run_id, self.name if attempt == 1 else f"{self.name}-{attempt}")
         arn = state.memo.get("execution_arn")
         doing = f"execution {arn}"
         try:

@@ -40,7 +40,9 @@ LOCK_PREFIX = "lock#"
 DIRECTORY_KEY = "governance#directory"
 """Freezes, locks and the directory of their names share the table too, in no index and
 with no TTL (orchestrator.store.governance)."""
-NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY)
+EXECUTION_PREFIX = "execution#"
+"""Keys of the items naming the run of a pipeline execution's action (resume on retry)."""
+NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY, EXECUTION_PREFIX)
 """Keys of the items that are not runs start with one of these."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _INVALID = "ValidationException"  # e.g. SET of a key in a map the item does not have
@@ -192,6 +194,35 @@ class DynamoRunStore:
         item = found.get("Item") or {}
         value = item.get("definition", {}).get("S")
         return value if isinstance(value, str) else None
+
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        connection = self._model._get_connection()
+        attributes = {"run": {"S": run_id}, "expires_at": {"N": str(expires_at)}}
+        try:
+            connection.put_item(
+                EXECUTION_PREFIX + key,
+                attributes=attributes,
+                condition=self._model.run_id.does_not_exist(),
+            )
+        except PynamoDBException as exc:
+            if _code(exc) != _CONDITION_FAILED:
+                raise StoreUnavailable(f"execution {key}: write failed ({_code(exc)})") from exc
+        else:
+            return run_id
+        try:
+            found = connection.get_item(EXECUTION_PREFIX + key, consistent_read=True)
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"execution {key}: read failed ({_code(exc)})") from exc
+        linked = (found.get("Item") or {}).get("run", {}).get("S")
+        return linked if isinstance(linked, str) else run_id
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        connection = self._model._get_connection()
+        attributes = {"run": {"S": run_id}, "expires_at": {"N": str(expires_at)}}
+        try:
+            connection.put_item(EXECUTION_PREFIX + key, attributes=attributes)
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"execution {key}: write failed ({_code(exc)})") from exc
 
     def request_cancel(self, run_id: str, who: str) -> bool:
         model = self._model

@@ -101,6 +101,12 @@ class CrashingStore:
     def record_control(self, run_id: str, control: Control) -> bool:
         return self._inner.record_control(run_id, control)
 
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        return self._inner.link_execution(key, run_id, expires_at)
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        self._inner.relink_execution(key, run_id, expires_at)
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         return self._inner.recent(status, limit)
 
