@@ -121,6 +121,8 @@ def events(before: RunState | None, after: RunState, summary: str) -> list[Notic
             )
     if before is not None and before.paused is not None and after.paused is None:
         found.append(Notice(f"resumed:{before.paused}", "resumed", summary))
+    if before is not None and after.attempt > before.attempt:  # a retry of the action
+        found.append(Notice(f"resumed:attempt-{after.attempt}", "resumed", summary))
     return found
 
 
