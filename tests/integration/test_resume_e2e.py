@@ -124,3 +124,16 @@ def test_run_retry_failed_replays_the_failed_action_and_the_gate_resumes(
     assert rounds[-1]["summary"].startswith("all 2 steps done in")
     assert len({e["run_id"] for e in rounds}) == 1  # one run, resumed
     assert hits == 2  # the bake was not waited for again: one more smoke poll
+
+
+def test_the_first_tick_links_the_action_to_its_run(table_name: str, monkeypatch: Any) -> None:
+    """One link per run: the pipeline execution's action (hashed) names the run."""
+    from tests.rig import gate_rig
+
+    with gate_rig(table_name, monkeypatch) as rig:
+        result = rig.run({"steps": [{"name": "bake", "wait": "1m"}]}, duplicates="sequential")
+        links = rig.links()
+    assert result.status == "Succeeded"
+    (link,) = links
+    assert link["run"]["S"] == result.jobs[0].job_id
+    assert len(link["run_id"]["S"]) == len("execution#") + 64
