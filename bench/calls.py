@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 FLOOR: dict[str, dict[str, int]] = {
     # kind -> the fewest calls that can do the job (the brief's floor)
-    "first": {"GetItem": 1, "PutItem": 1, "CodePipeline": 1},
+    # the run, and once per run for resume on retry: which execution's action the job is
+    # (GetJobDetails) and the link from that action to the run (a conditional PutItem)
+    "first": {"GetItem": 1, "PutItem": 2, "CodePipeline": 2},
     "advance": {"GetItem": 1, "UpdateItem": 1, "CodePipeline": 1},
     "idle": {"CodePipeline": 1},
     "stale": {"GetItem": 1, "CodePipeline": 1},

@@ -200,7 +200,8 @@ def _calls_table(calls: dict[str, Any] | None, what: str) -> list[str]:
         flags = f" ({', '.join(row['flags'])})" if row["flags"] else ""
         out.append(
             f"| {row['label']} | {describe(row['measured'])}{flags} | "
-            f"{describe(row['floor'])} | {row['measured'].get('CodePipeline', '0')} / 1 |"
+            f"{describe(row['floor'])} | {row['measured'].get('CodePipeline', '0')} / "
+            f"{row['floor'].get('CodePipeline', 1)} |"
         )
     return out
 

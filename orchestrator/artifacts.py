@@ -127,6 +127,9 @@ class ArtifactContext:
         log.info("input artifacts read", extra={"artifacts": names, "kept_bytes": budget.used})
         return {"artifacts": kept}
 
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        return None
+
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
         if not job.data.output_artifacts:
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -180,6 +180,16 @@ _parse_guard, _guards = _wrapped(Guard, "guards", ("on_violation", "after"))
 _parse_hook, _hooks = _wrapped(Hook, "on_failure", ("on_cancel",))
 
 
+def _notify(raw: object) -> object:
+    """`notify`, as `notices.GateNotify` (imported when a gate has one: it reads secret
+    references, an adapter's model)."""
+    if raw is None:
+        return None
+    from orchestrator.notices import GateNotify
+
+    return raw if isinstance(raw, GateNotify) else GateNotify.model_validate(raw)
+
+
 def _output_names(outputs: dict[str, str]) -> dict[str, str]:
     for name in outputs:
         if not _OUTPUT_NAME.fullmatch(name):
@@ -206,6 +216,10 @@ class GateDefinition(BaseModel):
     timeout: Duration = MAX_GATE_TIMEOUT
     artifacts: OutputArtifacts = Field(default_factory=dict)
     """Output artifact files, by output artifact name (see orchestrator.artifacts_report)."""
+    on_retry: Literal["resume", "restart"] = "resume"
+    """What a retry of the pipeline's failed action does to the failed run."""
+    notify: Annotated[Any, BeforeValidator(_notify)] = None
+    """Where the gate's outcomes are announced (`orchestrator.notices.GateNotify`)."""
     defaults: Defaults | None = None
     """The role, external id and region of every AWS-calling step that names none (copied
     into those steps before they are parsed: `targets.apply_defaults`)."""
@@ -269,6 +283,14 @@ class GateDefinition(BaseModel):
             f"{format_duration(MAX_GATE_TIMEOUT)} (CodePipeline ends actions at 24h)"
         ]
 
+    @property
+    def digest(self) -> str:
+        """The sha256 of the validated definition (a retry of a run started with another
+        one restarts it)."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).hexdigest()
+
     def step_timeout(self, step: Step) -> float:
         return step.timeout if step.timeout is not None else self.timeout
 
@@ -316,6 +338,7 @@ class GateDefinition(BaseModel):
             ("timeout", "a guard lasts as long as the gate"),
             ("when", "a guard is not reached, it runs from the start (or `after`)"),
             ("advisory", "use on_violation: hold to keep a guard from failing the gate"),
+            ("max_polls", "a guard polls for as long as the gate runs: it is never inconclusive"),
         ):
             if field in step.model_fields_set:
                 errors.append(f"{path}.{field}: {why}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,8 +37,17 @@ from pydantic import ValidationError
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.expressions import TemplateError, search, truthy
-from orchestrator.model import Failure, NodeStatus, RunState, RunStatus, Signals, StepState
+from orchestrator.model import (
+    Control,
+    Failure,
+    NodeStatus,
+    RunState,
+    RunStatus,
+    Signals,
+    StepState,
+)
 from orchestrator.steps import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import deciding, first_poll, measure
 from orchestrator.text import counted, format_instant
 from orchestrator.tree import GROUPS, AnyOf, Group, Parallel, Sequence, levels, walk
 
@@ -148,7 +157,18 @@ class _Tick:
             return self._hooks()
         if self.signals.cancel_requested_by:
             message = f"cancelled by {self.signals.cancel_requested_by}"
+            cancel = next((c for c in self.signals.controls if c.action == "cancel"), None)
+            if cancel is not None and cancel.reason:
+                message += f": {cancel.reason}"
             return self._failed(Failure(type=FailureType.JOB_FAILED, message=message), True)
+        run.undelivered = sorted(
+            f"{key.removesuffix('-failed')}: {value.get('error')}"
+            for key, value in self.signals.claims.get("notify", {}).items()
+            if key.endswith("-failed") and isinstance(value, dict)
+        )
+        self._controls()
+        if run.paused is not None:
+            return self._indexed()
         try:
             status, blocking = self._sequence(self.definition.steps)
             if status is _FAILED:
@@ -165,9 +185,45 @@ class _Tick:
                 )
             return self._indexed()
         if status is _DONE and all(g.name in self.fresh for g in self.definition.guards):
-            return _finish(self.definition, self._indexed(), self.now())
+            return _finish(self.definition, self._indexed(), self.now(), self.signals.controls)
         return self._indexed()
 
+    # region operators' controls
+
+    def _controls(self) -> None:
+        """Apply the operators' controls not applied yet (each once: a node remembers the
+        controls it took); the latest pause or resume decides whether the run is paused."""
+        run, at = self.run, self.now()
+        nodes = {node.name: node for node in self.definition.nodes()}
+        run.paused = None
+        for control in self.signals.controls:
+            why = control.reason or "no reason given"
+            if control.action in ("pause", "resume"):
+                run.paused = f"paused by {control.by}: {why}" if control.action == "pause" else None
+                continue
+            state = self.states.get(control.step or "")
+            if state is None:
+                continue
+            applied = state.memo.setdefault("controls", [])
+            if control.at in applied:
+                continue
+            if control.action == "skip" and not state.status.settled:
+                node = nodes[state.name]
+                if isinstance(node, Group):
+                    self._abandon(node.children, at)
+                self._settle(state, at, Done({"skipped_by": control.by, "reason": control.reason}))
+                state.detail = f"skipped by {control.by}: {why}"
+            elif control.action == "retry" and state.status is _FAILED:
+                kept = state.memo.get("controls", [])
+                state.status, state.started_at, state.finished_at = NodeStatus.PENDING, None, None
+                state.error, state.result, state.next_check, state.eta = None, None, None, None
+                state.memo = {"controls": kept}
+                state.detail = f"retried by {control.by}: {why}"
+            else:
+                continue
+            state.memo.setdefault("controls", []).append(control.at)
+
+    # endregion
     # region steps and groups
 
     def _sequence(self, nodes: Iterable[Node]) -> tuple[NodeStatus, StepState | None]:
@@ -214,7 +270,9 @@ class _Tick:
         if isinstance(node, Group):
             state.next_check = at + node.timeout if node.timeout is not None else None
         else:
-            state.next_check = at
+            state.next_check = first_poll(node, at)
+            if state.next_check > at:
+                state.detail = f"first poll at {format_instant(state.next_check, 'time')}"
 
     def _group(self, group: Group, state: StepState) -> None:
         at = self.now()
@@ -283,11 +341,29 @@ class _Tick:
         else:
             claimed = self._claim_hook_poll(step, state, ctx) if hook else None
             if claimed is not None:
-                self._apply(step, state, claimed, at, deadline)
+                outcome, replayed = claimed
+                if replayed:  # the claimant's poll, recorded: this run takes it as its own
+                    state.polls += 1
+                self._apply(step, state, outcome, at, deadline)
+                return
+            stand_in = deciding(step, state)  # an inconclusive check: people decide
+            if stand_in is not None:
+                outcome = _ask(stand_in, ctx, lambda s: s.poll(state, ctx), True)
+                if isinstance(outcome, Pending):
+                    why = state.memo["rules"]["inconclusive"]
+                    outcome = replace(outcome, detail=f"{why}; {outcome.detail}")
+                state.polls += 1
+                self._apply(step, state, outcome, at, deadline)
                 return
             outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
         state.polls += 1
-        self._apply(step, state, _retried(step, state, outcome, at), at, deadline)
+        outcome = _retried(step, state, outcome, at)
+        if not timed_out:
+            outcome = measure(step, state, outcome, at)
+        if hook and not timed_out and self.claim is not None:
+            # before the run is written: a delivery whose write wins the race replays it
+            self.claim(step.name, f"{_hook_key(self.run, state, -1)}-outcome", _recorded(outcome))
+        self._apply(step, state, outcome, at, deadline)
 
     def _apply(
         self, step: Step, state: StepState, outcome: Outcome, at: float, deadline: float
@@ -345,7 +421,8 @@ class _Tick:
             if state.status is NodeStatus.PENDING:
                 after = self.states[guard.after] if guard.after is not None else None
                 if after is None or after.status.settled:
-                    state.status, state.started_at, state.next_check = _RUNNING, at, at
+                    state.status, state.started_at = _RUNNING, at
+                    state.next_check = first_poll(guard.step, at)
         final = final and all(state.passing is True or _due(state, at) for state in self.run.guards)
         for guard, state in zip(self.definition.guards, self.run.guards, strict=True):
             at = self.now()
@@ -367,7 +444,7 @@ class _Tick:
         ctx = self._context(step, at)
         outcome = _ask(step, ctx, lambda s: s.poll(state, ctx), True)
         state.polls += 1
-        outcome = _retried(step, state, outcome, at)
+        outcome = measure(step, state, _retried(step, state, outcome, at), at)
         wanted = at + step.interval
         if isinstance(outcome, Done):
             state.passing, state.result, state.error = True, outcome.result, None
@@ -455,23 +532,31 @@ class _Tick:
         failing, run.failing = run.failing, None
         return _fail(run, self.now(), f"{failing.message}; on_failure: {outcomes}", failing.type)
 
-    def _claim_hook_poll(self, step: Step, state: StepState, ctx: StepContext) -> Outcome | None:
-        """Claim this poll of a hook once for all deliveries (None: go ahead and poll)."""
+    def _claim_hook_poll(
+        self, step: Step, state: StepState, ctx: StepContext
+    ) -> tuple[Outcome, bool] | None:
+        """Claim this poll of a hook once for all deliveries (None: go ahead and poll). A
+        poll another delivery claimed gives its recorded outcome (True: count it as this
+        run's poll), or waits for it, or after the lease is given up for lost."""
         if self.claim is None:
             return None  # the engine alone: nothing else can deliver this run
-        key = f"on_failure-{state.polls}"
+        key = _hook_key(self.run, state)
         held = ctx.claims.get(key)
         if isinstance(held, dict):
+            recorded = ctx.claims.get(f"{key}-outcome")
+            if isinstance(recorded, dict):
+                return _replayed(recorded), True
             age = time.time() - float(held.get("at") or 0)
             if age < HOOK_CLAIM_LEASE:
-                return Pending(f"running on another delivery (claimed {age:.0f}s ago)")
-            return Failed(
+                return Pending(f"running on another delivery (claimed {age:.0f}s ago)"), False
+            lost = Failed(
                 f"hook '{step.name}': outcome unknown: the delivery that ran it "
                 f"{format_duration(age)} ago stopped before recording it"
             )
+            return lost, False
         mine = secrets.token_hex(8)
         if not self.claim(step.name, key, {"at": time.time(), "by": mine}):
-            return Pending("claiming its run (once for all deliveries)", next_check=ctx.now)
+            return Pending("claiming its run (once for all deliveries)", next_check=ctx.now), False
         state.memo["claim"] = mine
         return None
 
@@ -506,6 +591,65 @@ class _Tick:
             len(self.definition.steps),
         )
         return run
+
+
+def _hook_key(run: RunState, state: StepState, shift: int = 0) -> str:
+    """The claim key of a hook's poll (its number in the run's attempt)."""
+    polls = state.polls + shift
+    return f"on_failure-{polls}" if run.attempt == 1 else f"on_failure-{run.attempt}-{polls}"
+
+
+def resume(definition: GateDefinition, run: RunState, at: float) -> RunState:
+    """A failed run, resumed by a retry of the pipeline's action: the steps that were over
+    stay over, the failed (and abandoned) ones start again, the deadline restarts, the hooks
+    may run again (claimed anew)."""
+    resumed = run.model_copy(deep=True)
+    failed_at = [
+        s.name
+        for s in resumed.steps
+        if s.status is _FAILED and s.kind not in GROUPS and s.error is not None
+    ]
+    for state in resumed.steps:
+        if state.status in (_FAILED, NodeStatus.ABANDONED, _RUNNING):
+            kept = {k: v for k, v in state.memo.items() if k in ("invocations", "controls")}
+            state.status, state.started_at, state.finished_at = NodeStatus.PENDING, None, None
+            state.next_check, state.eta, state.error, state.result = None, None, None, None
+            state.memo, state.detail = kept, ""
+    for state in (*resumed.guards, *resumed.hooks):
+        state.status, state.started_at, state.finished_at = NodeStatus.PENDING, None, None
+        state.next_check, state.eta, state.error, state.passing = None, None, None, None
+        state.memo, state.detail, state.polls = {}, "", 0
+    where = f" at step '{failed_at[0]}'" if failed_at else ""
+    resumed.attempt += 1
+    resumed.note = f"resumed after failure{where} (attempt {resumed.attempt})"
+    resumed.status, resumed.failure, resumed.failing, resumed.ended_at = (
+        RunStatus.RUNNING,
+        None,
+        None,
+        None,
+    )
+    resumed.started_at, resumed.deadline = at, at + definition.timeout
+    return resumed
+
+
+def _recorded(outcome: Outcome) -> dict[str, Any]:
+    """A hook poll's outcome as its claimant records it (see `_replayed`)."""
+    if isinstance(outcome, Done):
+        return {"done": True, "result": outcome.result}
+    if isinstance(outcome, Failed):
+        kind = outcome.failure_type.value if outcome.failure_type else None
+        return {"failed": outcome.message, "type": kind}
+    return {"pending": outcome.detail, "next_check": outcome.next_check}
+
+
+def _replayed(recorded: dict[str, Any]) -> Outcome:
+    if recorded.get("done"):
+        return Done(recorded.get("result"))
+    if "failed" in recorded:
+        kind = recorded.get("type")
+        return Failed(str(recorded["failed"]), FailureType(kind) if kind else None)
+    later = recorded.get("next_check")
+    return Pending(str(recorded.get("pending", "")), float(later) if later is not None else None)
 
 
 def _due(state: StepState, at: float) -> bool:
@@ -598,6 +742,8 @@ def next_due(run: RunState) -> float | None:
     deadline, guard or hook."""
     if run.status is not RunStatus.RUNNING:
         return None
+    if run.paused is not None:
+        return run.started_at  # read the run at every job: a resume is seen at once
     due = [
         state.next_check
         for state in (*run.steps, *run.guards, *run.hooks)
@@ -638,6 +784,17 @@ def summary(definition: GateDefinition, run: RunState) -> str:
         exceptions = _exceptions(steps, states)
         verb = "over" if exceptions else "done"
         return f"{done} {verb} in {format_duration(elapsed)}{exceptions}{_guarded(run)}"
+    if run.note is not None and run.status is RunStatus.RUNNING:
+        return f"{_summary(definition, run)} ({run.note})"
+    return _summary(definition, run)
+
+
+def _summary(definition: GateDefinition, run: RunState) -> str:
+    states = {state.name: state for state in run.steps}
+    steps = [node for node in definition.nodes() if isinstance(node, Step)]
+    total = len(steps)
+    if run.paused is not None:
+        return f"{run.paused} (nothing is polled until `orchestrator resume`)"
     if run.failing is not None:
         hook = next((h for h in run.hooks if not h.status.settled), None)
         doing = (
@@ -688,8 +845,9 @@ def _exceptions(steps: list[Step], states: dict[str, StepState]) -> str:
 
 
 def _guarded(run: RunState) -> str:
+    undelivered = f"; notify failed: {'; '.join(run.undelivered)}" if run.undelivered else ""
     if not run.guards:
-        return ""
+        return undelivered
     shown = []
     for state in run.guards:
         if state.status is NodeStatus.PENDING:
@@ -704,7 +862,7 @@ def _guarded(run: RunState) -> str:
             shown.append(f"{state.name} ok")
         else:
             shown.append(f"{state.name} held ({state.detail.removeprefix('held: ')})")
-    return "; guards: " + ", ".join(shown)
+    return "; guards: " + ", ".join(shown) + undelivered
 
 
 def _labels(definition: GateDefinition) -> list[tuple[Step, str]]:
@@ -733,15 +891,30 @@ def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
         if state.finished_at is not None and state.status is not NodeStatus.ABANDONED
     }
     started = format_instant(run.started_at, "iso")
-    context = {**run.context, "steps": steps, "run": {"id": run.run_id, "started_at": started}}
+    context = {
+        **run.context,
+        "steps": steps,
+        "run": {"id": run.run_id, "started_at": started, "attempt": run.attempt},
+    }
     if run.failing is not None:
         context["failure"] = {"message": run.failing.message, "type": run.failing.type.value}
     return context
 
 
-def _finish(definition: GateDefinition, run: RunState, at: float) -> RunState:
+MAX_AUDIT_BYTES = 4096
+"""The `AuditTrail` output's bound (its oldest controls are dropped to fit)."""
+
+
+def _finish(
+    definition: GateDefinition, run: RunState, at: float, controls: list[Control] | None = None
+) -> RunState:
     context = run_context(definition, run)
     outputs: dict[str, str] = {}
+    if controls:
+        trail = [c.model_dump(mode="json", exclude_none=True) for c in controls]
+        while len(json.dumps(trail)) > MAX_AUDIT_BYTES and len(trail) > 1:
+            trail.pop(0)
+        outputs["AuditTrail"] = json.dumps(trail)[:MAX_AUDIT_BYTES]
     for state in run.steps:  # skipped and advisory-failed steps say so
         if state.status is NodeStatus.SKIPPED:
             outputs[state.name] = "skipped"

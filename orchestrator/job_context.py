@@ -31,3 +31,10 @@ class CompositeJobContext:
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
         for part in self._parts:
             part.finish(job, definition, state)
+
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        for part in self._parts:
+            found = part.identify(job)
+            if found is not None:
+                return found
+        return None

@@ -7,7 +7,7 @@ These are data only: the engine (`engine.py`) decides how they change, the store
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -91,6 +91,16 @@ class RunState(BaseModel):
     failure: Failure | None = None
     failing: Failure | None = None
     """The gate failed and its on_failure hooks are running; `failure` once they are over."""
+    paused: str | None = None
+    """Why nothing is polled (`orchestrator pause`): 'paused by ... : reason'."""
+    attempt: int = 1
+    """1, then 2, 3... each time a retry of the pipeline's action resumed the run."""
+    note: str | None = None
+    """Said with the run's summary: how it was resumed or restarted."""
+    digest: str | None = None
+    """The sha256 of the definition the run started with (a retry with another restarts)."""
+    undelivered: list[str] = Field(default_factory=list)
+    """Notifications that could not be delivered ('failed: webhook: HTTP 500')."""
     ended_at: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     """Run-context documents gathered once per run (pipeline, artifacts), for `${...}`."""
@@ -124,6 +134,19 @@ class RunState(BaseModel):
         return {**data, "steps": upgraded}
 
 
+class Control(BaseModel):
+    """One operator's control of a run, as `orchestrator skip|pause|resume|retry|cancel`
+    recorded it: what, on which step, by whom (the caller's identity), when, why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["skip", "pause", "resume", "retry", "cancel"]
+    by: str
+    at: float
+    reason: str = ""
+    step: str | None = None
+
+
 class Signals(BaseModel):
     """What reaches a run from outside the tick's own writes, each held once, here.
 
@@ -140,6 +163,8 @@ class Signals(BaseModel):
     claims: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per step name, per key: a step's once-per-key records (`StepContext.claim`), e.g. the
     lambda step's invocation claims and outcomes, the approval's notification."""
+    controls: list[Control] = Field(default_factory=list)
+    """Operators' controls (skip, pause, resume, retry, cancel), oldest first: the audit."""
 
 
 class Pin(BaseModel):

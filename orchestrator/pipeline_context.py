@@ -43,8 +43,10 @@ TRIGGER = "trigger"
 def mentions_pipeline(definition: GateDefinition) -> bool:
     """Whether any `${...}` template or output expression reads the pipeline document, or a
     step needs it anyway (an approval's notice names the pipeline)."""
-    if any(step.reads_pipeline() for step in definition.all_steps()):
-        return True
+    if definition.notify is not None or any(
+        step.reads_pipeline() for step in definition.all_steps()
+    ):
+        return True  # a notification names the pipeline and links to its execution
     return any(_MENTION.search(expression) for expression in _expressions(definition))
 
 
@@ -80,9 +82,8 @@ class PipelineContext:
         self._client = client
         self._region = region
 
-    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
-        if KEY in state.context or not mentions_pipeline(definition):
-            return {}
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        """The pipeline document of a run's first job: which execution's action it is."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -90,7 +91,17 @@ class PipelineContext:
         except (ClientError, BotoCoreError) as exc:
             raise _wrapped(exc, job, "GetJobDetails", "'*'") from None
         found = details.get("jobDetails", {}).get("data", {}).get("pipelineContext")
-        document: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        return dict(found) if isinstance(found, dict) else {}
+
+    def gather(self, job: Job, definition: GateDefinition, state: RunState) -> dict[str, Any]:
+        if not mentions_pipeline(definition):
+            return {}
+        if KEY in state.context:
+            document = state.context[KEY]
+            if not needs_trigger(definition) or TRIGGER in document:
+                return {}
+            return {KEY: {**document, TRIGGER: self._trigger(job, document)}}
+        document = self.identify(job) or {}
         if needs_trigger(definition):
             document[TRIGGER] = self._trigger(job, document)
         return {KEY: document}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from orchestrator.definition import GateDefinition
     from orchestrator.event import Job
-    from orchestrator.model import Answer, RunRecord, RunState, RunStatus, RunSummary
+    from orchestrator.model import Answer, Control, RunRecord, RunState, RunStatus, RunSummary
     from orchestrator.reference import Fetched, GateRef
 
 
@@ -61,6 +61,20 @@ class RunStore(Protocol):
         `record_decision`'s semantics, in the run's claims rather than its decisions."""
         ...
 
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        """Name `run_id` the run of a pipeline execution's action (`key`), unless one is
+        named already; the run named (resume on retry). Raises StoreUnavailable."""
+        ...
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        """Name `run_id` the run of `key` from now on (a retry that starts over)."""
+        ...
+
+    def record_control(self, run_id: str, control: Control) -> bool:
+        """Add an operator's control to a running run's audit (once; never by a tick):
+        False if the run is unknown or over."""
+        ...
+
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         """Most recently updated runs, newest first, optionally in one status (no scans)."""
         ...
@@ -81,6 +95,12 @@ class JobContext(Protocol):
         """Called once a run succeeded, before the final answer (e.g. output artifacts)."""
         ...
 
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        """The job's pipeline document (GetJobDetails' pipelineContext: pipeline, stage,
+        action, execution), for a job without a token (None: not known here). Raises
+        TransientError to retry later."""
+        ...
+
 
 class DefinitionSource(Protocol):
     """Reads referenced gate definitions (artifact files, S3 objects, SSM parameters)."""
@@ -98,6 +118,9 @@ class NoJobContext:
         return {}
 
     def finish(self, job: Job, definition: GateDefinition, state: RunState) -> None:
+        return None
+
+    def identify(self, job: Job) -> dict[str, Any] | None:
         return None
 
 

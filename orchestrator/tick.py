@@ -78,6 +78,10 @@ class TickConfig:
     """Real seconds kept back for the write and the report at the end of an invocation."""
 
 
+NOTIFY_TIMEOUT = 5.0
+"""Seconds a notification's webhook may take."""
+
+
 class Progress(enum.Enum):
     """What a tick did to the run."""
 
@@ -155,7 +159,23 @@ class Ticker:
                 step_index=0,
                 percent=0,
             )
-            return self._from_store(job, spec, token, time_left)
+            try:
+                record = self._store.load(job.id)
+                if record is not None:  # another delivery of this first job made the run
+                    return self._loaded(job, spec, token, record, time_left)
+                pipeline = self._job_context.identify(job)
+                key = _execution_key(pipeline)
+                linked = (
+                    self._store.link_execution(key, job.id, self._expires(now))
+                    if key is not None
+                    else job.id
+                )
+            except TransientError as exc:
+                return self._store_down(job, token, exc), Progress.DEFERRED
+            if linked != job.id:
+                assert key is not None
+                return self._retried(job, spec, token, linked, key, time_left)
+            return self._loaded(job, spec, token, None, time_left, pipeline=pipeline)
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
             if token.definition is not None:
@@ -172,17 +192,92 @@ class Ticker:
         fresh = now - token.checked_at < self._config.idle_check_interval
         return fresh and token.due > now and token.deadline > now
 
+    def _expires(self, now: float) -> int:
+        return int(now + MAX_GATE_TIMEOUT + self._config.ttl_days * 86400)
+
+    def _retried(
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        run_id: str,
+        key: str,
+        time_left: Callable[[], float],
+    ) -> tuple[Answer, Progress]:
+        """A job without a token for an action whose run exists: a retry of the action.
+        A failed run resumes (or restarts: `on_retry`, or another definition), a succeeded
+        one answers the same, a running one goes on with this job."""
+        try:
+            record = self._store.load(run_id)
+        except StoreUnavailable as exc:
+            return self._store_down(job, token, exc), Progress.DEFERRED
+        if record is not None and record.last_job_id == job.id:
+            return record.last_answer, Progress.UNCHANGED  # a duplicate of this retry
+        if record is None or record.state.status is RunStatus.SUCCEEDED:
+            if record is not None:
+                log.info("retry of a succeeded run: the same answer", extra={"run_id": run_id})
+                return record.last_answer, Progress.UNCHANGED
+            return self._restart(job, spec, token, key, time_left, None)
+        try:
+            definition, pin, _ = self._definition(job, spec, record, token)
+        except TransientError as exc:
+            return self._store_down(job, token, exc), Progress.DEFERRED
+        if record.state.status is RunStatus.RUNNING:
+            return self._advance(job, definition, record, record.state, token, pin, time_left)
+        current = spec if isinstance(spec, GateDefinition) else None
+        changed = current is not None and record.state.digest not in (None, current.digest)
+        if changed or (current or definition).on_retry == "restart":
+            why = (
+                f"restarted: the definition changed since run {run_id} failed"
+                if changed
+                else f"restarted after run {run_id} failed (on_retry: restart)"
+            )
+            return self._restart(job, spec, token, key, time_left, why)
+        state = engine.resume(definition, record.state, self._clock.now())
+        log.info("resuming a failed run", extra={"run_id": run_id, "attempt": state.attempt})
+        return self._advance(job, definition, record, state, token, pin, time_left)
+
+    def _restart(
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        key: str,
+        time_left: Callable[[], float],
+        note: str | None,
+    ) -> tuple[Answer, Progress]:
+        """A new run for this job, named the action's run from now on."""
+        try:
+            self._store.relink_execution(key, job.id, self._expires(token.started_at))
+        except StoreUnavailable as exc:
+            return self._store_down(job, token, exc), Progress.DEFERRED
+        return self._from_store(job, spec, token, time_left, note=note)
+
     def _from_store(
         self,
         job: Job,
         spec: GateDefinition | Reference,
         token: Token,
         time_left: Callable[[], float],
+        pipeline: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> tuple[Answer, Progress]:
         try:
             record = self._store.load(token.run_id)
         except StoreUnavailable as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
+        return self._loaded(job, spec, token, record, time_left, pipeline, note)
+
+    def _loaded(
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        record: RunRecord | None,
+        time_left: Callable[[], float],
+        pipeline: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> tuple[Answer, Progress]:
         if record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
@@ -199,8 +294,11 @@ class Ticker:
             return self._store_down(job, token, exc), Progress.DEFERRED
         if record is None:
             state = engine.start(definition, token.run_id, token.started_at)
+            state.digest, state.note = definition.digest, note
             if args is not None:
                 state.context["args"] = args
+            if pipeline:
+                state.context["pipeline"] = pipeline
         else:
             _check_token(token, record)
             if record.state.status is not RunStatus.RUNNING:
@@ -208,7 +306,19 @@ class Ticker:
                 # successor, gets the run's outcome.
                 return record.last_answer, Progress.UNCHANGED
             state = record.state
-        loaded = state
+        return self._advance(job, definition, record, state, token, pin, time_left)
+
+    def _advance(
+        self,
+        job: Job,
+        definition: GateDefinition,
+        record: RunRecord | None,
+        state: RunState,
+        token: Token,
+        pin: Pin | None,
+        time_left: Callable[[], float],
+    ) -> tuple[Answer, Progress]:
+        """Advance the run (new: `record` None) and commit it, answering the job."""
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
@@ -228,7 +338,7 @@ class Ticker:
                 return self._store_down(job, token, exc), Progress.DEFERRED
             except TerminalError as exc:
                 new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
-        if record is not None and new_state == loaded:
+        if record is not None and new_state == record.state:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)
             return answer, Progress.UNCHANGED
@@ -294,7 +404,38 @@ class Ticker:
                 return self._store_down(job, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
+        self._announce(definition, previous.state if previous else None, state, answer)
         return answer, Progress.ADVANCED
+
+    def _announce(
+        self, definition: GateDefinition, before: RunState | None, after: RunState, answer: Answer
+    ) -> None:
+        """Send the gate's notifications for what this write changed (this delivery's write
+        won, so no other sends them); a failed delivery is logged and, while the run goes
+        on, recorded for its next summary."""
+        if definition.notify is None or self._services is None:
+            return
+        from orchestrator import notices
+
+        pipeline = after.context.get("pipeline")
+        for notice in notices.events(before, after, answer.summary):
+            if notice.event not in definition.notify.on:
+                continue
+            errors = notices.send(
+                notice, after.run_id, definition.notify, pipeline, self._services, NOTIFY_TIMEOUT
+            )
+            if not errors:
+                continue
+            log.warning(
+                "notification not delivered",
+                extra={"run_id": after.run_id, "event": notice.event, "errors": errors},
+            )
+            if after.status is RunStatus.RUNNING:
+                try:
+                    failed = {"error": "; ".join(errors)}
+                    self._store.claim(after.run_id, "notify", f"{notice.key}-failed", failed)
+                except StoreUnavailable:
+                    pass
 
     def _lost_race(self, job: Job, run_id: str) -> Answer:
         current = self._store.load(run_id)
@@ -399,6 +540,23 @@ def _check_token(token: Token, record: RunRecord) -> None:
         raise UnknownTokenError(
             f"unknown continuation token: stale or forged for run {record.run_id}"
         )
+
+
+def _execution_key(pipeline: dict[str, Any] | None) -> str | None:
+    """Which pipeline execution's action a job is for (None: unknown), as a key."""
+    if not pipeline:
+        return None
+    parts = (
+        pipeline.get("pipelineName"),
+        pipeline.get("pipelineExecutionId"),
+        (pipeline.get("stage") or {}).get("name"),
+        (pipeline.get("action") or {}).get("name"),
+    )
+    if not all(isinstance(part, str) and part for part in parts):
+        return None
+    import hashlib
+
+    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()
 
 
 def _failure(run_id: str, message: str, failure_type: FailureType) -> Answer:

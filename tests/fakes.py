@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
 from orchestrator.governance import Kind, Versioned
-from orchestrator.model import Answer, RunRecord, RunStatus, RunSummary, Signals
+from orchestrator.model import Answer, Control, RunRecord, RunStatus, RunSummary, Signals
 from orchestrator.ports import Delivery
 from orchestrator.reference import Fetched
 from orchestrator.sources import SourceUnavailable
@@ -34,7 +34,9 @@ class MemoryStore:
         self.cancels: dict[str, str] = {}
         self.decisions: dict[str, dict[str, dict[str, Any]]] = {}
         self.claims: dict[str, dict[str, dict[str, Any]]] = {}
+        self.controls: dict[str, list[Control]] = {}
         self.definitions: dict[str, str] = {}
+        self.executions: dict[str, str] = {}
         self.reads = 0
         self.writes = 0
         self.down = False
@@ -53,6 +55,7 @@ class MemoryStore:
                 cancel_requested_by=self.cancels.get(run_id),
                 decisions=self.decisions.get(run_id, {}),
                 claims=self.claims.get(run_id, {}),
+                controls=sorted(self.controls.get(run_id, []), key=lambda c: c.at),
             )
             return record.model_copy(update={"signals": signals})
 
@@ -89,6 +92,30 @@ class MemoryStore:
             ):
                 return False
             self.cancels[run_id] = who
+            return True
+
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"execution {key}: down")
+            return self.executions.setdefault(key, run_id)
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        with self._lock:
+            self.writes += 1
+            if self.down:
+                raise StoreUnavailable(f"execution {key}: down")
+            self.executions[key] = run_id
+
+    def record_control(self, run_id: str, control: Control) -> bool:
+        with self._lock:
+            raw = self.items.get(run_id)
+            if raw is None or RunRecord.model_validate_json(raw).state.status is not (
+                RunStatus.RUNNING
+            ):
+                return False
+            self.controls.setdefault(run_id, []).append(control)
             return True
 
     def record_decision(

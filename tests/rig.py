@@ -51,6 +51,14 @@ class Rig:
         return found
 
     def items(self) -> list[dict[str, Any]]:
+        """The table's items but the links from pipeline executions' actions to their runs
+        (`execution#...`, written on a run's first tick: `links()`)."""
+        return [i for i in self.every_item() if not i["run_id"]["S"].startswith("execution#")]
+
+    def links(self) -> list[dict[str, Any]]:
+        return [i for i in self.every_item() if i["run_id"]["S"].startswith("execution#")]
+
+    def every_item(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = boto3.client("dynamodb").scan(TableName=self.table)["Items"]
         return found
 

@@ -173,13 +173,20 @@ def _missing(
     return {g: n - sum(1 for s in holder if seats[s] == g) for g, n in needed.items()}
 
 
+def _asks(step: StepState) -> bool:
+    """An approval step, or a check whose inconclusive result people decide (its memo then
+    holds what an approval's does)."""
+    rules = step.memo.get("rules")
+    return step.kind == KIND or (isinstance(rules, dict) and "inconclusive" in rules)
+
+
 def waiting_step(record: RunRecord, step: str | None) -> StepState:
     """The approval step a decision is for (default: the current step); raises Refused."""
     state = record.state
     if state.status is not RunStatus.RUNNING:
         raise Refused(Refusal.RUN_OVER, f"run {state.run_id} is over ({state.status.value})")
     every = [*state.steps, *state.hooks]
-    waiting = [s for s in every if s.kind == KIND and s.status is NodeStatus.RUNNING]
+    waiting = [s for s in every if _asks(s) and s.status is NodeStatus.RUNNING]
     running = [s for s in every if s.status is NodeStatus.RUNNING and s.kind not in GROUPS]
     if step is None and len(waiting) > 1:
         names = ", ".join(f"'{s.name}'" for s in waiting)
@@ -191,7 +198,7 @@ def waiting_step(record: RunRecord, step: str | None) -> StepState:
     found = next((s for s in every if s.name == name), None)
     if found is None:
         raise Refused(Refusal.NO_SUCH_STEP, f"run {state.run_id} has no step '{name}'")
-    if found.kind != KIND:
+    if not _asks(found):
         raise Refused(Refusal.NOT_WAITING, f"step '{name}' is not an approval step")
     if found.status is not NodeStatus.RUNNING or "approvers" not in found.memo:
         names = ", ".join(f"'{s.name}'" for s in running)

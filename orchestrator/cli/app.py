@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from orchestrator.governance import FreezeRecord, LockRecord
-    from orchestrator.model import RunRecord
+    from orchestrator.model import Control, RunRecord
     from orchestrator.ports import RunStore
 
 
@@ -273,6 +273,16 @@ def run(
         ),
     ] = False,
     reinvoke_delay: Annotated[str, typer.Option(help="Delay between rounds.")] = "2s",
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help=(
+                'When an action fails, "Retry failed actions" once, as the console does: '
+                "the same pipeline execution, a new job (a failed gate resumes)."
+            ),
+        ),
+    ] = False,
     duplicates: Annotated[
         str, typer.Option(help="Deliver each job: none, sequential (twice), concurrent.")
     ] = "none",
@@ -322,6 +332,7 @@ def run(
         duplicates=duplicates,  # type: ignore[arg-type]  # checked above
         reply_timeout=_timeout(reply_timeout, "--reply-timeout"),
         action_timeout=_timeout(action_timeout, "--action-timeout"),
+        retry_failed=retry_failed,
     )
     view = _noting_rehearsals(
         JsonView() if json_output else ConsoleView(console, speed, quiet=quiet), data_dir, speed
@@ -686,6 +697,13 @@ def status(
         )
     console.print(steps)
     _print_decisions(console, record.signals.decisions)
+    for control in record.signals.controls:
+        on = f" of step '{control.step}'" if control.step else ""
+        console.print(
+            f"audit: {control.action}{on} by {control.by} at "
+            f"{format_instant(control.at, 'seconds')}: {control.reason or 'no reason given'}",
+            markup=False,
+        )
     console.print(f"last summary: {record.last_answer.summary}", markup=False)
     if state.outputs:
         console.print(f"outputs: {json.dumps(state.outputs)}", markup=False)
@@ -752,10 +770,17 @@ def runs(
     _console().print(listing)
 
 
+ReasonOpt = Annotated[
+    str, typer.Option(help="Why (recorded in the run's audit trail with your identity).")
+]
+ControlStepOpt = Annotated[str, typer.Option("--step", help="The step (or group) it applies to.")]
+
+
 @app.command()
 def cancel(
     run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
     by: Annotated[str | None, typer.Option(help="Who cancels (default: your identity).")] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "",
     table: TableOpt = DEFAULT_TABLE,
     dynamodb_endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
@@ -768,10 +793,106 @@ def cancel(
         run_id, _ = _find(store, run_id, table)
         who = by or _identity(stack)
         done = store.request_cancel(run_id, who)
+        if done:
+            store.record_control(run_id, _control("cancel", who, reason, None))
     if not done:
         console.print(f"[red]run {run_id} is not running (unknown or already over)[/]")
         raise typer.Exit(EXIT_FAILED)
     console.print(f"cancel of {run_id} requested by {who}; the next tick fails the job")
+
+
+@app.command()
+def skip(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    step: ControlStepOpt,
+    reason: ReasonOpt,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Count a step as done, with result {"skipped_by", "reason"}, at the run's next poll
+    (a known-broken check). Recorded with your identity in the run's audit trail."""
+    _operate("skip", run_id, step, reason, table, dynamodb_endpoint, data_dir)
+
+
+@app.command()
+def pause(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    reason: ReasonOpt,
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Stop polling a run: it answers "paused by ...: reason" until `orchestrator resume`
+    (its deadlines still run). Recorded with your identity in the run's audit trail."""
+    _operate("pause", run_id, None, reason, table, dynamodb_endpoint, data_dir)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "",
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Resume a paused run at its next poll. Recorded in the run's audit trail."""
+    _operate("resume", run_id, None, reason, table, dynamodb_endpoint, data_dir)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    step: ControlStepOpt,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "",
+    table: TableOpt = DEFAULT_TABLE,
+    dynamodb_endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
+    """Run a failed step again inside a still-running run (an advisory step, a branch of
+    `any`). Recorded with your identity in the run's audit trail."""
+    _operate("retry", run_id, step, reason, table, dynamodb_endpoint, data_dir)
+
+
+def _control(action: str, who: str, reason: str, step: str | None) -> Control:
+    from orchestrator.model import Control
+
+    return Control.model_validate(
+        {"action": action, "by": who, "at": time.time(), "reason": reason, "step": step}
+    )
+
+
+def _operate(
+    action: str,
+    run_id: str,
+    step: str | None,
+    reason: str,
+    table: str,
+    dynamodb_endpoint: str | None,
+    data_dir: Path,
+) -> None:
+    console = _console()
+    with _reachable(dynamodb_endpoint), _stack(table, dynamodb_endpoint, data_dir) as stack:
+        store = stack.store()
+        run_id, record = _find(store, run_id, table)
+        if step is not None:
+            names = [s.name for s in record.state.steps]
+            if step not in names:
+                console.print(
+                    f"[red]run {run_id} has no step '{step}' (steps: {', '.join(names)})[/]",
+                    markup=True,
+                )
+                raise typer.Exit(EXIT_INVALID)
+        who = _identity(stack)
+        done = store.record_control(run_id, _control(action, who, reason, step))
+    if not done:
+        console.print(f"[red]run {run_id} is not running (unknown or already over)[/]")
+        raise typer.Exit(EXIT_FAILED)
+    what = f"{action} of step '{step}'" if step else action
+    console.print(
+        f"{what} of run {run_id} recorded for {who}; it takes effect at the run's next poll",
+        markup=False,
+    )
 
 
 def _identity(stack: LocalStack) -> str:

@@ -59,6 +59,14 @@ class ConsoleView:
             f"[dim]{e['stage']} / {e['action']}: skipped ({e['type']}: {e['reason']})[/]"
         )
 
+    def _action_retried(self, e: Event) -> None:
+        self.last_shown, self.last_status, self.last_percent, self.quiet_rounds = "", "", 0, 0
+        self.console.print(
+            f"{e['stage']} / {e['action']} failed: retrying the action "
+            "(the same pipeline execution, a new job)",
+            markup=False,
+        )
+
     def _action_started(self, e: Event) -> None:
         try:
             self.timeout = parse_definition(e["user_parameters"]).timeout

@@ -403,6 +403,8 @@ class RehearsalOptions:
     reply_timeout: float = 1200.0
     action_timeout: float = 86400.0
     pipeline_execution_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    retry_failed: bool = False
+    """A failed action is retried once ("Retry failed actions": same execution, new job)."""
 
 
 @dataclass
@@ -469,6 +471,9 @@ def rehearse(
         inputs = [served[name] for name in action.input_artifacts if name in served]
         result = _run_one(stack, pipeline, action, configuration, options, emit, inputs)
         run_ids.append(result.jobs[0].job_id)
+        if result.status == "Failed" and options.retry_failed:
+            emit({"event": "action_retried", **where, "reason": result.failure_message or ""})
+            result = _run_one(stack, pipeline, action, configuration, options, emit, inputs)
         if result.status == "Failed":
             return Rehearsal(
                 "Failed", variables, result.failure_type, result.failure_message, run_ids

@@ -27,6 +27,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import Measured
 from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import counted
 
@@ -62,7 +63,7 @@ class AlarmWatch(BaseModel):
         return self
 
 
-class AlarmsStep(Target, Step):
+class AlarmsStep(Measured, Target, Step):
     """Wait until the alarms have been OK for `alarms.for`; fail on ALARM unless told not to."""
 
     kind: ClassVar[str] = "alarms"

@@ -33,6 +33,7 @@ from orchestrator.steps._base import (
     Step,
     StepContext,
 )
+from orchestrator.steps._rules import Measured
 from orchestrator.targets import acted_as
 from orchestrator.text import bounded, clip, counted, json_or_text
 
@@ -62,7 +63,7 @@ class HttpRequest(BaseModel):
         return value
 
 
-class HttpStep(Step):
+class HttpStep(Measured, Step):
     """Poll `http.url` every `every` until `until` (default: a 2xx status); `fail_if` fails."""
 
     kind: ClassVar[str] = "http"

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Duration, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import Measured
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -96,7 +97,7 @@ class PythonCall(BaseModel):
     call_timeout: Duration = Field(default=30.0, le=MAX_CALL_SECONDS)
 
 
-class PythonStep(Step):
+class PythonStep(Measured, Step):
     """Call `python.callable` at each poll until it returns Finish or Fail."""
 
     kind: ClassVar[str] = "python"

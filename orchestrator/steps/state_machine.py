@@ -30,6 +30,7 @@ from orchestrator import aws
 from orchestrator.durations import format_duration
 from orchestrator.exceptions import FailureType
 from orchestrator.steps._base import Done, Failed, Outcome, Pending, Step, StepContext
+from orchestrator.steps._rules import Measured
 from orchestrator.targets import RoleError, Target, acted_as, as_whom, role_outcome
 from orchestrator.text import clip, json_or_text, too_large
 
@@ -71,7 +72,7 @@ class StateMachineCall(BaseModel):
         return value
 
 
-class StateMachineStep(Target, Step):
+class StateMachineStep(Measured, Target, Step):
     """Start `state_machine.arn` once per run; done when the execution succeeds."""
 
     kind: ClassVar[str] = "state_machine"
@@ -92,7 +93,9 @@ class StateMachineStep(Target, Step):
         except RoleError as exc:
             return role_outcome(self.name, exc)
         acted_as(state, target)
-        name = execution_name(ctx.run_id, self.name)
+        attempt = int((ctx.run.get("run") or {}).get("attempt") or 1)
+        # a run resumed after a failure starts a new execution (names are unique for 90 days)
+        name = execution_name(ctx.run_id, self.name if attempt == 1 else f"{self.name}-{attempt}")
         arn = state.memo.get("execution_arn")
         doing = f"execution {arn}"
         try:

@@ -19,6 +19,7 @@ from pynamodb.models import Model
 from orchestrator.exceptions import ConflictError, StoreUnavailable
 from orchestrator.model import (
     Answer,
+    Control,
     Pin,
     RunRecord,
     RunState,
@@ -39,7 +40,9 @@ LOCK_PREFIX = "lock#"
 DIRECTORY_KEY = "governance#directory"
 """Freezes, locks and the directory of their names share the table too, in no index and
 with no TTL (orchestrator.store.governance)."""
-NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY)
+EXECUTION_PREFIX = "execution#"
+"""Keys of the items naming the run of a pipeline execution's action (resume on retry)."""
+NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY, EXECUTION_PREFIX)
 """Keys of the items that are not runs start with one of these."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _INVALID = "ValidationException"  # e.g. SET of a key in a map the item does not have
@@ -79,6 +82,8 @@ class RunItem(Model):
     # "<step>|<key>" -> JSON, a step's once-per-key claims (items written before claims had
     # an attribute of their own kept them in `decisions`, under keys starting with "~").
     claims: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
+    # "<at>|<action>" -> JSON of model.Control: operators' controls, written once each.
+    controls: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
 
     by_status = _ByStatus()
 
@@ -190,6 +195,35 @@ class DynamoRunStore:
         value = item.get("definition", {}).get("S")
         return value if isinstance(value, str) else None
 
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        connection = self._model._get_connection()
+        attributes = {"run": {"S": run_id}, "expires_at": {"N": str(expires_at)}}
+        try:
+            connection.put_item(
+                EXECUTION_PREFIX + key,
+                attributes=attributes,
+                condition=self._model.run_id.does_not_exist(),
+            )
+        except PynamoDBException as exc:
+            if _code(exc) != _CONDITION_FAILED:
+                raise StoreUnavailable(f"execution {key}: write failed ({_code(exc)})") from exc
+        else:
+            return run_id
+        try:
+            found = connection.get_item(EXECUTION_PREFIX + key, consistent_read=True)
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"execution {key}: read failed ({_code(exc)})") from exc
+        linked = (found.get("Item") or {}).get("run", {}).get("S")
+        return linked if isinstance(linked, str) else run_id
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        connection = self._model._get_connection()
+        attributes = {"run": {"S": run_id}, "expires_at": {"N": str(expires_at)}}
+        try:
+            connection.put_item(EXECUTION_PREFIX + key, attributes=attributes)
+        except PynamoDBException as exc:
+            raise StoreUnavailable(f"execution {key}: write failed ({_code(exc)})") from exc
+
     def request_cancel(self, run_id: str, who: str) -> bool:
         model = self._model
         try:
@@ -211,11 +245,17 @@ class DynamoRunStore:
     def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
         return self._once("claims", run_id, f"{step}|{key}", value)
 
+    def record_control(self, run_id: str, control: Control) -> bool:
+        key = f"{control.at:017.6f}|{control.action}"
+        return self._once("controls", run_id, key, control.model_dump(mode="json"))
+
     def _once(self, attribute: str, run_id: str, key: str, document: dict[str, Any]) -> bool:
         """Write `document` under `key` in a map attribute of a running run, at most once."""
         model = self._model
         value = json.dumps(document)
-        field = model.decisions if attribute == "decisions" else model.claims
+        field = {"decisions": model.decisions, "controls": model.controls}.get(
+            attribute, model.claims
+        )
         running = model.run_id.exists() & (model.status == RunStatus.RUNNING.value)
         try:
             try:
@@ -291,6 +331,7 @@ def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
         state=record.state.model_dump_json(),
         decisions={},
         claims={},
+        controls={},
         answer=record.last_answer.model_dump_json(),
         cancel_requested_by=None,
         pin=record.pin.model_dump_json() if record.pin else None,
@@ -326,7 +367,16 @@ def _signals(item: RunItem) -> Signals:
     for key, value in _map(item.claims).items():
         step, _, name = str(key).partition("|")
         claims.setdefault(step, {})[name] = json.loads(value)
-    return Signals(cancel_requested_by=item.cancel_requested_by, decisions=decisions, claims=claims)
+    controls = [
+        Control.model_validate(json.loads(value))
+        for _, value in sorted(_map(item.controls).items())
+    ]
+    return Signals(
+        cancel_requested_by=item.cancel_requested_by,
+        decisions=decisions,
+        claims=claims,
+        controls=controls,
+    )
 
 
 def _map(attribute: Any) -> dict[str, Any]:

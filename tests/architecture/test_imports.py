@@ -64,6 +64,7 @@ PURE = frozenset(
         "orchestrator.reference",
         "orchestrator.steps",
         "orchestrator.steps._base",
+        "orchestrator.steps._rules",
         "orchestrator.targets",
         "orchestrator.expressions",
         "orchestrator.text",

@@ -163,7 +163,7 @@ def test_a_hold_guard_delays_success_until_its_fresh_final_check_passes(rig: Rig
     # polled at the start (ok); at 10m, when the bake ended, though not due until 20m (held);
     # at 30m (held); at 50m (ok): success came only with a fresh pass
     assert polls == 4
-    assert 50 * 60 <= result.ended_at - result.started_at < 50 * 60 + 120
+    assert 50 * 60 <= result.ended_at - result.started_at < 70 * 60  # before a 5th poll
     summaries = [summary_of(job) for job in result.jobs]
     assert any(
         s.startswith("all 1 step over; waiting for the guards; guards: health held")
@@ -235,7 +235,7 @@ def test_on_failure_runs_once_under_duplicate_deliveries(rig: Rig, mode: str) ->
     assert in_progress, "the failure is answered only after the hook ran"
     assert in_progress[0].startswith("failed: step 'smoke': fail_if is true")
     claims = rig.item(result.jobs[0].job_id)["claims"]["M"]
-    assert set(claims) == {"rollback|on_failure-0"}
+    assert set(claims) == {"rollback|on_failure-0", "rollback|on_failure-0-outcome"}
 
 
 def test_a_run_written_by_the_v1_engine_is_continued_to_success(

@@ -144,14 +144,14 @@ def test_sequential_executions_take_turns_and_unlock_in_a_later_gate_releases(
     until(governance, lambda r: queued(r) == [B])
     third = background(take(), C)
     until(governance, lambda r: queued(r) == [B, C])
-    freed = rig.run(FREE, pipeline_execution_id=A)
+    freed = rig.run(FREE, pipeline_execution_id=A, action_name="Unlock")
     assert freed.status == "Succeeded", freed.failure_message
     assert freed.output_variables == {"Released": "true"}
     assert second.outcome().status == "Succeeded"
     assert second.outcome().output_variables == {"Holder": B}
     assert third.running  # B holds it now
     until(governance, lambda r: r.holder is not None and r.holder.execution == B)
-    rig.run(FREE, pipeline_execution_id=B)
+    rig.run(FREE, pipeline_execution_id=B, action_name="Unlock")
     result = third.outcome()
     assert result.status == "Succeeded", result.failure_message
     waited = f"step 1/1 'take': waiting for prod-eu: held by execution {A} (local-pipeline) since"
@@ -183,7 +183,7 @@ def test_latest_supersedes_the_waiting_execution(
         f"step 'take': superseded by execution {C} (waiting for prod-eu, mode latest)"
     )
     assert newer.running  # A still holds it: latest never takes it from the holder
-    rig.run(FREE, pipeline_execution_id=A)
+    rig.run(FREE, pipeline_execution_id=A, action_name="Unlock")
     assert newer.outcome().output_variables == {"Holder": C}
     record = governance.lock(LOCK)
     assert record is not None
@@ -203,7 +203,7 @@ def test_an_expired_lease_is_taken_over_and_the_late_unlock_releases_nothing(
     assert result.output_variables == {"Holder": B}
     record = until(governance, lambda r: True)
     assert events(record)[-2:] == [("expired", A), ("acquired", B)]
-    late = rig.run(FREE, pipeline_execution_id=A)
+    late = rig.run(FREE, pipeline_execution_id=A, action_name="Unlock")
     assert late.status == "Succeeded" and late.output_variables == {"Released": "false"}
     after = governance.lock(LOCK)
     assert after is not None and after.holder is not None

@@ -44,11 +44,12 @@ def test_pipeline_fields_fill_templates_and_outputs_with_one_call(rig: StepsRig)
     assert rig.job_details_calls() == 1
 
 
-def test_a_definition_without_pipeline_never_asks(rig: StepsRig) -> None:
+def test_a_definition_without_pipeline_asks_once_for_its_first_job(rig: StepsRig) -> None:
+    """Only which execution's action the run is (resume on retry): once per run."""
     result = rig.run({"steps": [{"name": "bake", "wait": "3m", "every": "1m"}]})
     assert result.status == "Succeeded", result.failure_message
     assert result.rounds >= 2
-    assert rig.job_details_calls() == 0
+    assert rig.job_details_calls() == 1
 
 
 def test_an_unknown_pipeline_field_fails_naming_the_template(rig: StepsRig) -> None:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from orchestrator.clock import VirtualClock
     from orchestrator.local.driver import ActionResult, LambdaContext
     from orchestrator.local.emulator import CodePipelineEmulator
-    from orchestrator.model import RunRecord, RunStatus, RunSummary
+    from orchestrator.model import Control, RunRecord, RunStatus, RunSummary
     from orchestrator.ports import Delivery, RunStore
     from tests.reliability.faultproxy import Exchange, FaultProxy
 
@@ -97,6 +97,15 @@ class CrashingStore:
 
     def claim(self, run_id: str, step: str, key: str, value: dict[str, Any]) -> bool:
         return self._inner.claim(run_id, step, key, value)
+
+    def record_control(self, run_id: str, control: Control) -> bool:
+        return self._inner.record_control(run_id, control)
+
+    def link_execution(self, key: str, run_id: str, expires_at: int) -> str:
+        return self._inner.link_execution(key, run_id, expires_at)
+
+    def relink_execution(self, key: str, run_id: str, expires_at: int) -> None:
+        self._inner.relink_execution(key, run_id, expires_at)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
         return self._inner.recent(status, limit)

@@ -410,7 +410,9 @@ def test_on_failure_hooks_run_once_in_order_then_the_gate_fails_listing_them() -
     # another delivery of the same job, from the same state: the hook's poll is claimed
     duplicate = rig.tick(state=first)
     assert rig.http.calls("http://rollback") == 1
-    assert duplicate.hooks[0].detail.startswith("running on another delivery")
+    # ...and recorded: the duplicate takes the claimant's outcome as its own poll
+    assert duplicate.hooks[0].detail == after_first.hooks[0].detail
+    assert duplicate.hooks[0].polls == 1
     rig.state = after_first
     rig.tick(30)
     assert rig.http.calls("http://rollback") == 2
@@ -423,7 +425,12 @@ def test_on_failure_hooks_run_once_in_order_then_the_gate_fails_listing_them() -
         "; on_failure: rollback done, tell failed (fail_if is true (`true`); HTTP 200)"
     )
     assert set(rig.claims.held) == {"rollback", "tell"}
-    assert set(rig.claims.held["rollback"]) == {"on_failure-0", "on_failure-1"}
+    assert set(rig.claims.held["rollback"]) == {
+        "on_failure-0",
+        "on_failure-0-outcome",
+        "on_failure-1",
+        "on_failure-1-outcome",
+    }
 
 
 def test_a_hook_claimed_by_a_delivery_that_stopped_is_given_up_after_the_lease() -> None:
