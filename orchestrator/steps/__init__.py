@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "lambda": "orchestrator.steps.lambda_:LambdaStep",
     "python": "orchestrator.steps.python:PythonStep",
     "approval": "orchestrator.steps.approval:ApprovalStep",
+    "metrics": "orchestrator.steps.metrics:MetricsStep",
 }
 """Kind key -> "module:Class". Modules are imported when a definition first uses the kind:
 a cold start pays only for the kinds its gate has."""
