@@ -400,7 +400,7 @@ class _Tick:
         return StepContext(
             self.run.run_id,
             at,
-            run_context(self.definition, self.run),
+            run_context(self.definition, self.run, at),
             self.budget.time_left,
             self.services,
             decisions=self.signals.decisions.get(step.name, {}),
@@ -882,7 +882,9 @@ def _labels(definition: GateDefinition) -> list[tuple[Step, str]]:
     return found
 
 
-def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
+def run_context(
+    definition: GateDefinition, run: RunState, at: float | None = None
+) -> dict[str, Any]:
     """The document JMESPath expressions see: finished steps' results (null for skipped and
     failed ones), the run, and while hooks run, the failure."""
     steps = {
@@ -894,8 +896,15 @@ def run_context(definition: GateDefinition, run: RunState) -> dict[str, Any]:
     context = {
         **run.context,
         "steps": steps,
-        "run": {"id": run.run_id, "started_at": started, "attempt": run.attempt},
+        "run": {
+            "id": run.run_id,
+            "started_at": started,
+            "started": int(run.started_at),
+            "attempt": run.attempt,
+        },
     }
+    if at is not None:  # the gate's clock at this poll, in epoch seconds (e.g. a query's "to")
+        context["run"]["now"] = int(at)
     if run.failing is not None:
         context["failure"] = {"message": run.failing.message, "type": run.failing.type.value}
     return context

@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "window": "orchestrator.steps.window:WindowStep",
     "lock": "orchestrator.steps.lock:LockStep",
     "unlock": "orchestrator.steps.unlock:UnlockStep",
+    "metrics": "orchestrator.steps.metrics:MetricsStep",
 }
 """Kind key -> "module:Class". Modules are imported when a definition first uses the kind:
 a cold start pays only for the kinds its gate has."""

@@ -55,6 +55,9 @@ RESOURCE_STAR_ALLOWED = frozenset(
         "codepipeline:GetJobDetails",
         # Composite alarms are returned only to a permission scoped to "*" (API reference).
         "cloudwatch:DescribeAlarms",
+        # GetMetricData has no resource-level permissions (no resource type in the Service
+        # Authorization Reference); only with ReadMetrics "true".
+        "cloudwatch:GetMetricData",
     }
 )
 
@@ -421,6 +424,7 @@ def _actions(statements: Mapping[str, Mapping[str, Any]]) -> set[str]:
 
 
 CONDITIONAL = {
+    "ReadMetrics": {"ReadMetrics"},
     "StateMachineArns": {"StartStateMachines", "DescribeStateMachineExecutions"},
     "InvokableFunctionArns": {"InvokeFunctions"},
     "SecretArns": {"ReadSecrets"},
@@ -456,7 +460,7 @@ def test_conditional_statements_are_absent_when_their_parameters_are_empty() -> 
     statements = role_statements()
     assert set(statements) == ALWAYS
     actions = _actions(statements)
-    for prefix in ("states:", "lambda:", "s3:", "sts:"):
+    for prefix in ("states:", "lambda:", "s3:", "sts:", "cloudwatch:GetMetricData"):
         assert not any(action.startswith(prefix) for action in actions), prefix
     # Secrets Manager: the approval link signing key only (docs/APPROVALS.md).
     readers = [s for s in statements.values() if "secretsmanager:" in json.dumps(s["Action"])]
@@ -477,6 +481,7 @@ TARGET_ROLES = "arn:aws:iam::222233334444:role/orchestrator-gate,arn:aws:iam::55
 
 def test_conditional_statements_name_exactly_the_given_arns() -> None:
     statements = role_statements(
+        ReadMetrics="true",
         StateMachineArns=MACHINES,
         InvokableFunctionArns=FUNCTIONS,
         SecretArns=SECRETS,
@@ -487,6 +492,12 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         AssumableRoleArns=TARGET_ROLES,
     )
     assert set(statements) == ALWAYS | set().union(*CONDITIONAL.values())
+    assert statements["ReadMetrics"] == {
+        "Sid": "ReadMetrics",
+        "Effect": "Allow",
+        "Action": "cloudwatch:GetMetricData",
+        "Resource": "*",
+    }
     assert statements["StartStateMachines"]["Action"] == "states:StartExecution"
     assert statements["StartStateMachines"]["Resource"] == MACHINES.split(",")
     assert statements["DescribeStateMachineExecutions"]["Action"] == "states:DescribeExecution"
@@ -518,6 +529,7 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
 @pytest.mark.parametrize(("parameter", "sids"), sorted(CONDITIONAL.items()))
 def test_each_parameter_adds_only_its_own_statements(parameter: str, sids: set[str]) -> None:
     values = {
+        "ReadMetrics": "true",
         "StateMachineArns": MACHINES,
         "InvokableFunctionArns": FUNCTIONS,
         "SecretArns": SECRETS,
@@ -816,6 +828,7 @@ def test_the_function_role_is_an_output_for_target_accounts_trust_policies() -> 
 
 TARGET_PARAMETERS = {
     "ReadAlarms": ("false", {"ReadAlarms"}),
+    "ReadMetrics": ("true", {"ReadMetrics"}),
     "StateMachineArns": (MACHINES, {"StartStateMachines", "DescribeStateMachineExecutions"}),
     "InvokableFunctionArns": (FUNCTIONS, {"InvokeFunctions"}),
     "SecretArns": (SECRETS, {"ReadSecrets"}),
@@ -872,6 +885,8 @@ def test_the_target_role_grants_only_what_its_parameters_name() -> None:
     statements = target_statements(**{**everything, "ReadAlarms": "true"})
     assert set(statements) == set().union(*(sids for _, sids in TARGET_PARAMETERS.values()))
     assert statements["ReadAlarms"]["Resource"] == "*"  # composite alarms need "*"
+    assert statements["ReadMetrics"]["Action"] == "cloudwatch:GetMetricData"
+    assert statements["ReadMetrics"]["Resource"] == "*"  # no resource-level permissions
     assert statements["StartStateMachines"]["Resource"] == MACHINES.split(",")
     assert statements["DescribeStateMachineExecutions"]["Resource"] == [
         "arn:aws:states:eu-west-1:123456789012:execution:a:*",
@@ -889,7 +904,7 @@ def test_the_target_role_grants_only_what_its_parameters_name() -> None:
 
 def test_no_iam_statement_of_the_target_role_has_a_wildcard() -> None:
     template = load_cfn(TARGET_ROLE)
-    assert sum(1 for _ in iam_statements(template)) == 8  # the trust statement and 7 grants
+    assert sum(1 for _ in iam_statements(template)) == 9  # the trust statement and 8 grants
     assert all_findings(template) == []
 
 
