@@ -748,9 +748,10 @@ def test_the_runs_table_keeps_what_the_code_relies_on() -> None:
     assert properties["SSESpecification"]["SSEEnabled"] is True
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     params = schema.create_table_params("local")  # what tests and the local runner create
-    (index,) = params["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by-status"
-    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    sharded, legacy = params["GlobalSecondaryIndexes"]
+    assert sharded["IndexName"] == "by-status-sharded"
+    assert sharded["Projection"]["ProjectionType"] == "KEYS_ONLY"  # no tick rewrites it
+    assert legacy["IndexName"] == "by-status"  # read for runs of earlier releases
     assert schema.ttl_attribute() == "expires_at"
 
 
