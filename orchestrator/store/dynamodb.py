@@ -7,9 +7,12 @@ resolution (`AWS_ENDPOINT_URL_DYNAMODB`); retries use botocore's standard mode.
 
 from __future__ import annotations
 
+import heapq
 import json
 import zlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
@@ -310,9 +313,10 @@ class DynamoRunStore:
         return bool(_map(getattr(item, attribute)).get(key) == value)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
-        """Queries every shard of the wanted statuses (and the legacy index) in parallel,
-        newest transition first, `limit` keys each; merges them; reads the newest `limit`
-        runs' summaries with BatchGetItem. Its cost grows with `limit`, not with the table."""
+        """Reads every shard of the wanted statuses (and the legacy index) newest transition
+        first, a page each in parallel, and merges them, fetching a further page only from a
+        shard whose page ran out among the newest `limit`; then the summaries of those runs
+        with BatchGetItem. Its cost grows with `limit`, not with the table."""
         statuses = [status] if status else list(RunStatus)
         queries: list[tuple[str, str, str, str]] = [
             (LIST_INDEX, "list_key", f"{wanted.value}#{shard}", "listed_at")
@@ -322,16 +326,29 @@ class DynamoRunStore:
         if self._legacy_index:
             queries += [(LEGACY_INDEX, "status", w.value, "updated_at") for w in statuses]
         client = self._client()
+        parts = [_Partition(*query) for query in queries]
+        size = max(10, -(-2 * limit // len(parts)))  # ~2x each shard's share of `limit`
+        chosen: list[str] = []
         try:
-            with ThreadPoolExecutor(max_workers=min(16, len(queries))) as pool:
-                pages = list(pool.map(lambda q: self._newest(client, q, limit), queries))
+            # botocore keeps 10 connections per client: more threads would open and drop more.
+            with ThreadPoolExecutor(max_workers=min(8, len(parts))) as pool:
+                list(pool.map(lambda part: self._page(client, part, size), parts))
+            heap = [(-part.head(), i) for i, part in enumerate(parts) if part.entries]
+            heapq.heapify(heap)
+            seen: set[str] = set()
+            while heap and len(chosen) < limit:
+                _, i = heapq.heappop(heap)
+                part = parts[i]
+                run_id, _ = part.entries.popleft()
+                if run_id not in seen:  # in both indexes while it moves over: newest wins
+                    seen.add(run_id)
+                    chosen.append(run_id)
+                if not part.entries and part.more is not None:
+                    self._page(client, part, size)
+                if part.entries:
+                    heapq.heappush(heap, (-part.head(), i))
         except Exception as exc:
             raise StoreUnavailable(f"listing runs failed ({_client_code(exc)})") from exc
-        newest: dict[str, float] = {}
-        for page in pages:
-            for run_id, at in page:
-                newest[run_id] = max(at, newest.get(run_id, at))
-        chosen = sorted(newest, key=lambda run_id: newest[run_id], reverse=True)[:limit]
         try:
             items = self._batch_get(client, chosen)
         except Exception as exc:
@@ -364,27 +381,29 @@ class DynamoRunStore:
         per-thread sessions), for the listing's parallel queries."""
         return self._model._get_connection().connection.client
 
-    def _newest(
-        self, client: Any, query: tuple[str, str, str, str], limit: int
-    ) -> list[tuple[str, float]]:
-        """(run id, sort key) of the newest `limit` entries of one index partition."""
-        index, key, value, sort = query
+    def _page(self, client: Any, part: _Partition, size: int) -> None:
+        """The next `size` entries of one index partition, newest first, into `part`."""
+        params: dict[str, Any] = {
+            "TableName": self._model.Meta.table_name,
+            "IndexName": part.index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": part.key},
+            "ExpressionAttributeValues": {":v": {"S": part.value}},
+            "ScanIndexForward": False,
+            "Limit": size,
+        }
+        if part.more:
+            params["ExclusiveStartKey"] = part.more
         try:
-            page = client.query(
-                TableName=self._model.Meta.table_name,
-                IndexName=index,
-                KeyConditionExpression="#k = :v",
-                ExpressionAttributeNames={"#k": key},
-                ExpressionAttributeValues={":v": {"S": value}},
-                ScanIndexForward=False,
-                Limit=limit,
-            )
+            page = client.query(**params)
         except client.exceptions.ClientError as exc:
-            if index == LEGACY_INDEX and _client_code(exc) == _INVALID:
+            if part.index == LEGACY_INDEX and _client_code(exc) == _INVALID:
                 self._legacy_index = False  # the table has no legacy index (any more)
-                return []
+                part.more = None
+                return
             raise
-        return [(i["run_id"]["S"], float(i[sort]["N"])) for i in page.get("Items", [])]
+        part.entries.extend((i["run_id"]["S"], float(i[part.sort]["N"])) for i in page["Items"])
+        part.more = page.get("LastEvaluatedKey")
 
     def _batch_get(self, client: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The listed attributes of these runs (eventually consistent: it is a listing)."""
@@ -404,6 +423,22 @@ class DynamoRunStore:
                     found[item["run_id"]["S"]] = item
                 request = answer.get("UnprocessedKeys") or {}
         return found
+
+
+@dataclass
+class _Partition:
+    """One index partition being read newest first: what is fetched and not yet merged."""
+
+    index: str
+    key: str
+    value: str
+    sort: str
+    entries: deque[tuple[str, float]] = field(default_factory=deque)
+    more: dict[str, Any] | None = field(default_factory=dict)
+    """Where the next page starts; {} before the first page, None after the last."""
+
+    def head(self) -> float:
+        return self.entries[0][1]
 
 
 def _number(item: dict[str, Any], name: str) -> float | None:
