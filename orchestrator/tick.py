@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from orchestrator.ports import DefinitionSource, Delivery, JobContext, Reporter, RunStore
 
 log = logging.getLogger("orchestrator")
+HOLD_SLACK_SECONDS = 2.0
+"""Real seconds a hold keeps beyond the reserve, for the advance after its wait."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class Ticker:
                 step_index=0,
                 percent=0,
             )
-            return self._from_store(job, spec, token, time_left)
+            return self._held(job, spec, token, time_left, now)
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
             if token.definition is not None:
@@ -166,7 +168,50 @@ class Ticker:
                 return self._idle_answer(job, definition, token, now), Progress.UNCHANGED
             if isinstance(spec, GateDefinition):
                 return self._idle_answer(job, spec, token, now), Progress.UNCHANGED
-        return self._from_store(job, spec, token, time_left)
+        return self._held(job, spec, token, time_left, now)
+
+    def _held(
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        time_left: Callable[[], float],
+        started: float,
+    ) -> tuple[Answer, Progress]:
+        """Advance from the store; then, for a gate with `hold`, while the run's next poll
+        is due within the hold (counted from `started`, on the gate's clock) and the
+        invocation has the real time for it, wait for it and advance again, as the same job.
+
+        Only an invocation that wrote the run holds (a repeated delivery re-sends and
+        answers at once), and each advance is a conditional write like any tick's: when
+        another writer moved the run on, the hold ends with the last answer this job wrote.
+        Its writes keep the nonce of its first one, so every answer it might have given (a
+        sibling delivery may re-send an earlier one) continues the run.
+        """
+        answer, progress, definition, version = self._from_store(job, spec, token, time_left)
+        hold = definition.hold if definition is not None else None
+        if not hold or progress is not Progress.ADVANCED:
+            return answer, progress
+        until = started + hold
+        while answer.kind is AnswerKind.IN_PROGRESS and answer.token is not None:
+            wait = max(0.0, Token.decode(answer.token).due - self._clock.now())
+            # The gate's clock runs at least as fast as real time (a rehearsal's runs
+            # faster): `wait` real seconds is the most the sleep can take.
+            room = time_left() - self._config.reserve_seconds - HOLD_SLACK_SECONDS
+            if self._clock.now() + wait > until or wait > room:
+                break
+            self._clock.sleep(wait)
+            try:
+                again = self._from_store(job, spec, token, time_left, holding=version)
+            except TerminalError:
+                break  # another job took the run over: this job's answer stands
+            if again[1] is not Progress.ADVANCED:
+                if again[1] is Progress.UNCHANGED and again[3] == version and wait > 0:
+                    answer = again[0]  # read, nothing due yet (the same nonce): hold on
+                    continue
+                break
+            answer, _, _, version = again
+        return answer, progress
 
     def _is_idle(self, token: Token, now: float) -> bool:
         fresh = now - token.checked_at < self._config.idle_check_interval
@@ -178,16 +223,30 @@ class Ticker:
         spec: GateDefinition | Reference,
         token: Token,
         time_left: Callable[[], float],
-    ) -> tuple[Answer, Progress]:
+        holding: int | None = None,
+    ) -> tuple[Answer, Progress, GateDefinition | None, int | None]:
+        """The answer, what became of the run, its definition (None when unknown) and the
+        version this job last wrote (None: it wrote nothing). `holding`: the version a hold
+        of this job wrote last, to advance from again (anything else ends the hold)."""
         try:
             record = self._store.load(token.run_id)
         except StoreUnavailable as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
-        if record is not None and record.last_job_id == job.id:
+            return self._store_down(job, token, exc), Progress.DEFERRED, None, None
+        if holding is not None and (
+            record is None or record.version != holding or record.last_job_id != job.id
+        ):
+            # Another writer moved the run on: the hold ends (the answer is not used).
+            return (
+                _failure(token.run_id, "moved on", FailureType.JOB_FAILED),
+                Progress.DEFERRED,
+                None,
+                None,
+            )
+        elif holding is None and record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
             )
-            return record.last_answer, Progress.UNCHANGED
+            return record.last_answer, Progress.UNCHANGED, None, None
         if record is None and token.nonce is not None:
             raise UnknownTokenError(
                 f"unknown continuation token: run {token.run_id} is not in the table "
@@ -196,23 +255,25 @@ class Ticker:
         try:
             definition, pin, args = self._definition(job, spec, record, token)
         except TransientError as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED, None, None
+        written = record.version if record is not None and holding is not None else None
         if record is None:
             state = engine.start(definition, token.run_id, token.started_at)
             if args is not None:
                 state.context["args"] = args
         else:
-            _check_token(token, record)
+            if holding is None:
+                _check_token(token, record)
             if record.state.status is not RunStatus.RUNNING:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
-                return record.last_answer, Progress.UNCHANGED
+                return record.last_answer, Progress.UNCHANGED, definition, written
             state = record.state
         loaded = state
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
@@ -225,14 +286,17 @@ class Ticker:
             try:
                 self._job_context.finish(job, definition, new_state)
             except TransientError as exc:
-                return self._store_down(job, token, exc), Progress.DEFERRED
+                return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
             except TerminalError as exc:
                 new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
         if record is not None and new_state == loaded:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)
-            return answer, Progress.UNCHANGED
-        return self._commit(job, definition, record, new_state, token, pin)
+            return answer, Progress.UNCHANGED, definition, written
+        answer, progress = self._commit(job, definition, record, new_state, token, pin)
+        if progress is Progress.ADVANCED:
+            written = record.version + 1 if record is not None else 1
+        return answer, progress, definition, written
 
     def _definition(
         self, job: Job, spec: GateDefinition | Reference, record: RunRecord | None, token: Token
@@ -270,13 +334,18 @@ class Ticker:
     ) -> tuple[Answer, Progress]:
         now = self._clock.now()
         running = state.status is RunStatus.RUNNING
-        nonce = new_nonce() if running else None
+        # A hold's later writes (the same job wrote last) keep its first write's nonces.
+        again = previous is not None and previous.last_job_id == job.id
+        nonce = (previous.nonce if again and previous else new_nonce()) if running else None
+        prev_nonce = previous.nonce if previous else None
+        if again and previous and running:
+            prev_nonce = previous.prev_nonce
         answer = self._answer(job, definition, state, nonce, pin)
         ttl = int(self._config.ttl_days * 86400)
         record = RunRecord(
             version=(previous.version + 1) if previous else 1,
             nonce=nonce,
-            prev_nonce=previous.nonce if previous else None,
+            prev_nonce=prev_nonce,
             state=state,
             last_job_id=job.id,
             last_answer=answer,
@@ -289,20 +358,31 @@ class Ticker:
             self._store.save(record, previous.version if previous else None)
         except ConflictError:
             try:
-                return self._lost_race(job, state.run_id), Progress.UNCHANGED
+                return self._lost_race(job, state.run_id, token), Progress.UNCHANGED
             except StoreUnavailable as exc:
                 return self._store_down(job, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
         return answer, Progress.ADVANCED
 
-    def _lost_race(self, job: Job, run_id: str) -> Answer:
+    def _lost_race(self, job: Job, run_id: str, token: Token) -> Answer:
         current = self._store.load(run_id)
         if current is not None and current.last_job_id == job.id:
             log.info(
                 "concurrent delivery won the write: re-sending its answer", extra={"run_id": run_id}
             )
             return current.last_answer
+        if current is not None and token.nonce is not None and current.last_job_id == token.job_id:
+            # The job this token came from is still holding (a sibling delivery of it
+            # answered early): leave the run to it, and hand its token on unchanged.
+            log.info("the previous job is holding the run: nothing to do", extra={"run_id": run_id})
+            return Answer(
+                kind=AnswerKind.IN_PROGRESS,
+                run_id=run_id,
+                token=token.replace(checked_at=0.0).encode(),
+                summary=current.last_answer.summary,
+                percent=token.percent,
+            )
         raise UnknownTokenError(
             f"unknown continuation token: run {run_id} was advanced by another job"
         )
@@ -393,8 +473,11 @@ class Ticker:
 def _check_token(token: Token, record: RunRecord) -> None:
     """Raise UnknownTokenError unless the token may continue the stored run."""
     current = token.nonce is not None and token.nonce == record.nonce
-    # Issued to the job whose other delivery made the last write, from the nonce it replaced.
-    sibling = token.job_id == record.last_job_id and token.nonce == record.prev_nonce
+    # Issued to the job whose other delivery made the last write, from the nonce it replaced
+    # (or any of that job's answers, once the run is over: a hold answers from several).
+    sibling = token.job_id == record.last_job_id and (
+        token.nonce == record.prev_nonce or record.state.status is not RunStatus.RUNNING
+    )
     if not (current or sibling):
         raise UnknownTokenError(
             f"unknown continuation token: stale or forged for run {record.run_id}"
