@@ -313,7 +313,7 @@ def render(measurement: dict[str, Any]) -> str:
             f"| {_n(cadence)} s | ${d['lambda']:.6f} | ${d['dynamodb']:.6f} | ${d['total']:.6f} "
             f"| ${d['total'] * SIZES[-1]:,.0f} |"
         )
-    lines += _hold(measurement.get("hold"))
+    lines += _hold(measurement.get("hold"), kinds["advance"])
     lines += _listing(measurement.get("listing"))
     lines += [
         "",
@@ -331,7 +331,19 @@ def render(measurement: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _hold(hold: dict[str, Any] | None) -> list[str]:
+def _hold_dollars(row: dict[str, Any], advance: dict[str, Any]) -> float:
+    """Lambda (requests, held GB-s) and DynamoDB (each write an advancing tick's units)."""
+    rru = row["writes_per_gate_hour"] * sum(advance["rcu"].values())
+    wru = row["writes_per_gate_hour"] * sum(advance["wcu"].values())
+    return float(
+        row["invocations_per_gate_hour"] * PRICES["lambda_request"]
+        + row["lambda_seconds_per_gate_hour"] * LAMBDA_MEMORY_GB * PRICES["lambda_gb_second_arm64"]
+        + rru * PRICES["dynamodb_rru"]
+        + wru * PRICES["dynamodb_wru"]
+    )
+
+
+def _hold(hold: dict[str, Any] | None, advance: dict[str, Any]) -> list[str]:
     if not hold:
         return []
     lines = [
@@ -341,33 +353,29 @@ def _hold(hold: dict[str, Any] | None) -> list[str]:
         f"A gate polling every {_n(hold['every'])} s whose condition turns true at a random "
         f"moment; {hold['samples']} samples per row on a virtual clock (bench/hold.py). Reaction: "
         "from the condition turning true to the gate's final answer, as a ratio to `every`. "
-        "Lambda seconds per gate-hour are the held invocations' billed time, measured.",
+        "Lambda seconds per gate-hour are the held invocations' billed time, measured; each "
+        "write is priced as an advancing tick (units above). A hold covers `hold` of every "
+        "`hold` + re-invoke delay: a condition turning true between two invocations still "
+        "waits for the next one (the max column).",
         "",
         "| re-invoke | hold | reaction p50 (x every) | reaction max (x every) | invocations per "
-        "gate-hour | Lambda GB-s per gate-hour | added cost per gate-hour |",
-        "|---|---|---|---|---|---|---|",
+        "gate-hour | writes per gate-hour | Lambda GB-s per gate-hour | added cost per gate-hour "
+        "|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in hold["rows"]:
-        seconds = row["lambda_seconds_per_gate_hour"]
-        dollars = row["invocations_per_gate_hour"] * PRICES["lambda_request"] + (
-            seconds * LAMBDA_MEMORY_GB * PRICES["lambda_gb_second_arm64"]
-        )
         base = next(
             r
             for r in hold["rows"]
             if r["reinvoke_delay"] == row["reinvoke_delay"] and r["hold"] is None
         )
-        base_dollars = base["invocations_per_gate_hour"] * PRICES["lambda_request"] + (
-            base["lambda_seconds_per_gate_hour"]
-            * LAMBDA_MEMORY_GB
-            * PRICES["lambda_gb_second_arm64"]
-        )
+        added = _hold_dollars(row, advance) - _hold_dollars(base, advance)
         lines.append(
             f"| {_n(row['reinvoke_delay'])} s | {row['hold'] or 'off'} "
             f"| {row['reaction_p50'] / hold['every']:.2f} "
             f"| {row['reaction_max'] / hold['every']:.2f} "
-            f"| {_n(row['invocations_per_gate_hour'])} "
-            f"| {_n(seconds * LAMBDA_MEMORY_GB)} | ${dollars - base_dollars:.6f} |"
+            f"| {_n(row['invocations_per_gate_hour'])} | {_n(row['writes_per_gate_hour'])} "
+            f"| {_n(row['lambda_seconds_per_gate_hour'] * LAMBDA_MEMORY_GB)} | ${added:.6f} |"
         )
     lines += [
         "",
