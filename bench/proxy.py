@@ -6,6 +6,11 @@ per request: the `X-Amz-Target` operation (else the method and path, e.g. an S3 
 the body carries a `ConditionExpression`, whether it asks for `ConsistentRead`, the response
 status, the request and response body sizes in bytes, and the `ConsumedCapacity` units the
 response reports (when the request asked for them). Bodies are not kept.
+
+With `--capacity INDEXES` the proxy turns every request's `ReturnConsumedCapacity` (pynamodb
+asks TOTAL on every call) into INDEXES before forwarding it, and records the units DynamoDB
+reports for the base table and for each index apart (DynamoDB Local does not check request
+signatures, so the rewritten body is accepted; the caller's parser ignores the extra detail).
 `GET /__bench__/log?since=N` returns the records from N on.
 
     python -m bench.proxy --upstream http://127.0.0.1:8000
@@ -48,10 +53,14 @@ class Record:
     response_bytes: int = 0
     capacity_units: float | None = None
     """`ConsumedCapacity.CapacityUnits` from the response (None: not asked for, or absent)."""
+    capacity: dict[str, float] | None = None
+    """With `--capacity INDEXES`: units by where they were spent, "table" and each index's
+    name (None: not reported)."""
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Record:
         units = data[6] if len(data) > 6 else None
+        detail = data[7] if len(data) > 7 else None
         return cls(
             str(data[0]),
             bool(data[1]),
@@ -60,6 +69,7 @@ class Record:
             int(data[4]) if len(data) > 4 else 0,
             int(data[5]) if len(data) > 5 else 0,
             float(units) if units is not None else None,
+            {str(k): float(v) for k, v in detail.items()} if isinstance(detail, dict) else None,
         )
 
 
@@ -69,7 +79,8 @@ class Record:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, capacity: str | None = None) -> None:
+        self.capacity = capacity
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
@@ -120,6 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if self.server.capacity and b'"ReturnConsumedCapacity"' in body:
+            params = json.loads(body)
+            params["ReturnConsumedCapacity"] = self.server.capacity
+            body = json.dumps(params).encode()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         status, reason, response_headers, data = self._send_upstream(body, headers)
@@ -173,6 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             len(body),
             len(response),
             _capacity_units(response) if "ReturnConsumedCapacity" in params else None,
+            _capacity_detail(response) if self.server.capacity else None,
         ]
         with self.server.lock:
             self.server.records.append(record)
@@ -190,11 +206,36 @@ def _capacity_units(response: bytes) -> float | None:
     return float(units) if isinstance(units, int | float) else None
 
 
+def _capacity_detail(response: bytes) -> dict[str, float] | None:
+    """Units by table and index from a `ReturnConsumedCapacity: INDEXES` response."""
+    if b'"ConsumedCapacity"' not in response:
+        return None
+    try:
+        consumed = json.loads(response).get("ConsumedCapacity")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(consumed, list):  # BatchGetItem, BatchWriteItem: one per table
+        consumed = consumed[0] if consumed else None
+    if not isinstance(consumed, dict):
+        return None
+    detail: dict[str, float] = {}
+    table = consumed.get("Table", {}).get("CapacityUnits")
+    if isinstance(table, int | float):
+        detail["table"] = float(table)
+    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        for name, spent in (consumed.get(kind) or {}).items():
+            units = spent.get("CapacityUnits") if isinstance(spent, dict) else None
+            if isinstance(units, int | float):
+                detail[str(name)] = float(units)
+    return detail
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--capacity", choices=["INDEXES"], help="ask for units per index")
     args = parser.parse_args(argv)
-    server = _Server(args.upstream)
+    server = _Server(args.upstream, args.capacity)
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C when run by hand
         server.serve_forever(poll_interval=0.2)
@@ -207,15 +248,23 @@ def main(argv: list[str] | None = None) -> None:
 class CountingProxy:
     """Starts the proxy process in front of `upstream`; reads its log."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, capacity: str | None = None) -> None:
         self.upstream = upstream
+        self.capacity = capacity
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
         self._offset = 0
 
     def start(self) -> str:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.proxy", "--upstream", self.upstream],
+            [
+                sys.executable,
+                "-m",
+                "bench.proxy",
+                "--upstream",
+                self.upstream,
+                *(["--capacity", self.capacity] if self.capacity else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -372,7 +372,7 @@ def _cost(results: dict[str, Any]) -> list[str]:
         f"${p['dynamodb_rru'] * 1e6:.3f} per 1M read and ${p['dynamodb_wru'] * 1e6:.3f} per 1M "
         f"write request units (a {cost['item_bytes']:,}-byte item: "
         f"{cost['units']['read_rru']} RRU per consistent read, "
-        f"{cost['units']['update_wru']} WRU per update including the `by-status` index); "
+        f"{cost['units']['update_wru']} WRU per advancing update, which writes no index); "
         f"Step Functions standard ${p['stepfunctions_transition'] * 1000:.3f} per 1,000 state "
         "transitions.",
         "",

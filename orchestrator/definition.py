@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 MAX_GATE_TIMEOUT = 23 * 3600 + 45 * 60
+MAX_HOLD = 600.0
+"""The longest `hold`: 10 minutes, well inside CodePipeline's 20-minute reply rule and the
+function's timeout in template.yaml (which leaves room for the tick after it)."""
 """Just under CodePipeline's 24-hour action limit, leaving room for the last re-invocation."""
 
 MAX_STEPS = 50
@@ -223,10 +226,14 @@ class GateDefinition(BaseModel):
     defaults: Defaults | None = None
     """The role, external id and region of every AWS-calling step that names none (copied
     into those steps before they are parsed: `targets.apply_defaults`)."""
+    hold: Duration | None = None
+    """Opt-in: an invocation whose next poll is due within this long waits for it in-process
+    and advances again (up to this long in all) instead of answering at once; reacts
+    within `every` rather than CodePipeline's re-invoke delay (tick.py, docs/SCALING.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GateDefinition:
-        errors = self._timeouts()
+        errors = self._timeouts() + self._hold()
         places = _places(self.steps)
         seen: dict[str, str] = {}
         named = [
@@ -268,6 +275,14 @@ class GateDefinition(BaseModel):
         if errors:
             raise DefinitionError(errors)
         return self
+
+    def _hold(self) -> list[str]:
+        if self.hold is None or 0 < self.hold <= MAX_HOLD:
+            return []
+        return [
+            f"hold: {format_duration(self.hold)} must be more than 0s and at most "
+            f"{format_duration(MAX_HOLD)} (an invocation answers within it)"
+        ]
 
     def _timeouts(self) -> list[str]:
         """The gate's timeout, and room for the hooks after it, within CodePipeline's limit

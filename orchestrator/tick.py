@@ -64,6 +64,11 @@ if TYPE_CHECKING:
     from orchestrator.ports import DefinitionSource, Delivery, JobContext, Reporter, RunStore
 
 log = logging.getLogger("orchestrator")
+HOLD_SLACK_SECONDS = 2.0
+"""Real seconds a hold keeps beyond the reserve, for the advance after its wait."""
+
+NOTIFY_TIMEOUT = 5.0
+"""Seconds a notification's webhook may take."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,6 @@ class TickConfig:
     ttl_days: float = 30.0
     reserve_seconds: float = 5.0
     """Real seconds kept back for the write and the report at the end of an invocation."""
-
-
-NOTIFY_TIMEOUT = 5.0
-"""Seconds a notification's webhook may take."""
 
 
 class Progress(enum.Enum):
@@ -161,10 +162,10 @@ class Ticker:
             )
             try:
                 record = self._store.load(job.id)
-                if record is not None:  # another delivery of this first job made the run
-                    return self._loaded(job, spec, token, record, time_left)
-                pipeline = self._job_context.identify(job)
-                key = _execution_key(pipeline)
+                pipeline = key = None
+                if record is None:  # else another delivery of this first job made the run
+                    pipeline = self._job_context.identify(job)
+                    key = _execution_key(pipeline)
                 linked = (
                     self._store.link_execution(key, job.id, self._expires(now))
                     if key is not None
@@ -175,7 +176,7 @@ class Ticker:
             if linked != job.id:
                 assert key is not None
                 return self._retried(job, spec, token, linked, key, time_left)
-            return self._loaded(job, spec, token, None, time_left, pipeline=pipeline)
+            return self._held(job, spec, token, time_left, now, _Loaded(record, pipeline))
         token = Token.decode(job.continuation_token)
         if token.nonce is not None and self._is_idle(token, now):
             if token.definition is not None:
@@ -186,11 +187,54 @@ class Ticker:
                 return self._idle_answer(job, definition, token, now), Progress.UNCHANGED
             if isinstance(spec, GateDefinition):
                 return self._idle_answer(job, spec, token, now), Progress.UNCHANGED
-        return self._from_store(job, spec, token, time_left)
+        return self._held(job, spec, token, time_left, now)
 
-    def _is_idle(self, token: Token, now: float) -> bool:
-        fresh = now - token.checked_at < self._config.idle_check_interval
-        return fresh and token.due > now and token.deadline > now
+    def _held(
+        self,
+        job: Job,
+        spec: GateDefinition | Reference,
+        token: Token,
+        time_left: Callable[[], float],
+        started: float,
+        loaded: _Loaded | None = None,
+        note: str | None = None,
+    ) -> tuple[Answer, Progress]:
+        """Advance from the store; then, for a gate with `hold`, while the run's next poll
+        is due within the hold (counted from `started`, on the gate's clock) and the
+        invocation has the real time for it, wait for it and advance again, as the same job.
+
+        Only an invocation that wrote the run holds (a repeated delivery re-sends and
+        answers at once), and each advance is a conditional write like any tick's: when
+        another writer moved the run on, the hold ends with the last answer this job wrote.
+        Its writes keep the nonce of its first one, so every answer it might have given (a
+        sibling delivery may re-send an earlier one) continues the run.
+        """
+        answer, progress, definition, version = self._from_store(
+            job, spec, token, time_left, loaded=loaded, note=note
+        )
+        hold = definition.hold if definition is not None else None
+        if not hold or progress is not Progress.ADVANCED:
+            return answer, progress
+        until = started + hold
+        while answer.kind is AnswerKind.IN_PROGRESS and answer.token is not None:
+            wait = max(0.0, Token.decode(answer.token).due - self._clock.now())
+            # The gate's clock runs at least as fast as real time (a rehearsal's runs
+            # faster): `wait` real seconds is the most the sleep can take.
+            room = time_left() - self._config.reserve_seconds - HOLD_SLACK_SECONDS
+            if self._clock.now() + wait > until or wait > room:
+                break
+            self._clock.sleep(wait)
+            try:
+                again = self._from_store(job, spec, token, time_left, holding=version)
+            except TerminalError:
+                break  # another job took the run over: this job's answer stands
+            if again[1] is not Progress.ADVANCED:
+                if again[1] is Progress.UNCHANGED and again[3] == version and wait > 0:
+                    answer = again[0]  # read, nothing due yet (the same nonce): hold on
+                    continue
+                break
+            answer, _, _, version = again
+        return answer, progress
 
     def _expires(self, now: float) -> int:
         return int(now + MAX_GATE_TIMEOUT + self._config.ttl_days * 86400)
@@ -222,20 +266,23 @@ class Ticker:
             definition, pin, _ = self._definition(job, spec, record, token)
         except TransientError as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
-        if record.state.status is RunStatus.RUNNING:
-            return self._advance(job, definition, record, record.state, token, pin, time_left)
-        current = spec if isinstance(spec, GateDefinition) else None
-        changed = current is not None and record.state.digest not in (None, current.digest)
-        if changed or (current or definition).on_retry == "restart":
-            why = (
-                f"restarted: the definition changed since run {run_id} failed"
-                if changed
-                else f"restarted after run {run_id} failed (on_retry: restart)"
-            )
-            return self._restart(job, spec, token, key, time_left, why)
-        state = engine.resume(definition, record.state, self._clock.now())
-        log.info("resuming a failed run", extra={"run_id": run_id, "attempt": state.attempt})
-        return self._advance(job, definition, record, state, token, pin, time_left)
+        state = record.state
+        if state.status is not RunStatus.RUNNING:
+            current = spec if isinstance(spec, GateDefinition) else None
+            changed = current is not None and state.digest not in (None, current.digest)
+            if changed or (current or definition).on_retry == "restart":
+                why = (
+                    f"restarted: the definition changed since run {run_id} failed"
+                    if changed
+                    else f"restarted after run {run_id} failed (on_retry: restart)"
+                )
+                return self._restart(job, spec, token, key, time_left, why)
+            state = engine.resume(definition, state, self._clock.now())
+            log.info("resuming a failed run", extra={"run_id": run_id, "attempt": state.attempt})
+        answer, progress, _, _ = self._advance(
+            job, definition, record, state, token, pin, time_left
+        )
+        return answer, progress
 
     def _restart(
         self,
@@ -251,7 +298,11 @@ class Ticker:
             self._store.relink_execution(key, job.id, self._expires(token.started_at))
         except StoreUnavailable as exc:
             return self._store_down(job, token, exc), Progress.DEFERRED
-        return self._from_store(job, spec, token, time_left, note=note)
+        return self._held(job, spec, token, time_left, token.started_at, _Loaded(None), note)
+
+    def _is_idle(self, token: Token, now: float) -> bool:
+        fresh = now - token.checked_at < self._config.idle_check_interval
+        return fresh and token.due > now and token.deadline > now
 
     def _from_store(
         self,
@@ -259,30 +310,37 @@ class Ticker:
         spec: GateDefinition | Reference,
         token: Token,
         time_left: Callable[[], float],
-        pipeline: dict[str, Any] | None = None,
+        holding: int | None = None,
+        loaded: _Loaded | None = None,
         note: str | None = None,
-    ) -> tuple[Answer, Progress]:
-        try:
-            record = self._store.load(token.run_id)
-        except StoreUnavailable as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
-        return self._loaded(job, spec, token, record, time_left, pipeline, note)
-
-    def _loaded(
-        self,
-        job: Job,
-        spec: GateDefinition | Reference,
-        token: Token,
-        record: RunRecord | None,
-        time_left: Callable[[], float],
-        pipeline: dict[str, Any] | None = None,
-        note: str | None = None,
-    ) -> tuple[Answer, Progress]:
-        if record is not None and record.last_job_id == job.id:
+    ) -> tuple[Answer, Progress, GateDefinition | None, int | None]:
+        """The answer, what became of the run, its definition (None when unknown) and the
+        version this job last wrote (None: it wrote nothing). `holding`: the version a hold
+        of this job wrote last, to advance from again (anything else ends the hold).
+        `loaded`: the run as a first job read it already (and its pipeline document); `note`:
+        said with a new run's summary (why a retry restarted)."""
+        if loaded is not None:
+            record = loaded.record
+        else:
+            try:
+                record = self._store.load(token.run_id)
+            except StoreUnavailable as exc:
+                return self._store_down(job, token, exc), Progress.DEFERRED, None, None
+        if holding is not None and (
+            record is None or record.version != holding or record.last_job_id != job.id
+        ):
+            # Another writer moved the run on: the hold ends (the answer is not used).
+            return (
+                _failure(token.run_id, "moved on", FailureType.JOB_FAILED),
+                Progress.DEFERRED,
+                None,
+                None,
+            )
+        elif holding is None and record is not None and record.last_job_id == job.id:
             log.info(
                 "repeated delivery: re-sending the recorded answer", extra={"run_id": record.run_id}
             )
-            return record.last_answer, Progress.UNCHANGED
+            return record.last_answer, Progress.UNCHANGED, None, None
         if record is None and token.nonce is not None:
             raise UnknownTokenError(
                 f"unknown continuation token: run {token.run_id} is not in the table "
@@ -291,22 +349,24 @@ class Ticker:
         try:
             definition, pin, args = self._definition(job, spec, record, token)
         except TransientError as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED, None, None
+        written = record.version if record is not None and holding is not None else None
         if record is None:
             state = engine.start(definition, token.run_id, token.started_at)
             state.digest, state.note = definition.digest, note
             if args is not None:
                 state.context["args"] = args
-            if pipeline:
-                state.context["pipeline"] = pipeline
+            if loaded is not None and loaded.pipeline:
+                state.context["pipeline"] = loaded.pipeline
         else:
-            _check_token(token, record)
+            if holding is None:
+                _check_token(token, record)
             if record.state.status is not RunStatus.RUNNING:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
-                return record.last_answer, Progress.UNCHANGED
+                return record.last_answer, Progress.UNCHANGED, definition, written
             state = record.state
-        return self._advance(job, definition, record, state, token, pin, time_left)
+        return self._advance(job, definition, record, state, token, pin, time_left, written)
 
     def _advance(
         self,
@@ -317,12 +377,13 @@ class Ticker:
         token: Token,
         pin: Pin | None,
         time_left: Callable[[], float],
-    ) -> tuple[Answer, Progress]:
-        """Advance the run (new: `record` None) and commit it, answering the job."""
+        written: int | None = None,
+    ) -> tuple[Answer, Progress, GateDefinition | None, int | None]:
+        """Advance the run (new: `record` None) and commit it; `_from_store`'s answer."""
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED
+            return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
@@ -335,14 +396,17 @@ class Ticker:
             try:
                 self._job_context.finish(job, definition, new_state)
             except TransientError as exc:
-                return self._store_down(job, token, exc), Progress.DEFERRED
+                return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
             except TerminalError as exc:
                 new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
         if record is not None and new_state == record.state:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)
-            return answer, Progress.UNCHANGED
-        return self._commit(job, definition, record, new_state, token, pin)
+            return answer, Progress.UNCHANGED, definition, written
+        answer, progress = self._commit(job, definition, record, new_state, token, pin)
+        if progress is Progress.ADVANCED:
+            written = record.version + 1 if record is not None else 1
+        return answer, progress, definition, written
 
     def _definition(
         self, job: Job, spec: GateDefinition | Reference, record: RunRecord | None, token: Token
@@ -380,13 +444,18 @@ class Ticker:
     ) -> tuple[Answer, Progress]:
         now = self._clock.now()
         running = state.status is RunStatus.RUNNING
-        nonce = new_nonce() if running else None
+        # A hold's later writes (the same job wrote last) keep its first write's nonces.
+        again = previous is not None and previous.last_job_id == job.id
+        nonce = (previous.nonce if again and previous else new_nonce()) if running else None
+        prev_nonce = previous.nonce if previous else None
+        if again and previous and running:
+            prev_nonce = previous.prev_nonce
         answer = self._answer(job, definition, state, nonce, pin)
         ttl = int(self._config.ttl_days * 86400)
         record = RunRecord(
             version=(previous.version + 1) if previous else 1,
             nonce=nonce,
-            prev_nonce=previous.nonce if previous else None,
+            prev_nonce=prev_nonce,
             state=state,
             last_job_id=job.id,
             last_answer=answer,
@@ -399,7 +468,7 @@ class Ticker:
             self._store.save(record, previous.version if previous else None)
         except ConflictError:
             try:
-                return self._lost_race(job, state.run_id), Progress.UNCHANGED
+                return self._lost_race(job, state.run_id, token), Progress.UNCHANGED
             except StoreUnavailable as exc:
                 return self._store_down(job, token, exc), Progress.DEFERRED
         except StoreUnavailable as exc:
@@ -437,13 +506,24 @@ class Ticker:
                 except StoreUnavailable:
                     pass
 
-    def _lost_race(self, job: Job, run_id: str) -> Answer:
+    def _lost_race(self, job: Job, run_id: str, token: Token) -> Answer:
         current = self._store.load(run_id)
         if current is not None and current.last_job_id == job.id:
             log.info(
                 "concurrent delivery won the write: re-sending its answer", extra={"run_id": run_id}
             )
             return current.last_answer
+        if current is not None and token.nonce is not None and current.last_job_id == token.job_id:
+            # The job this token came from is still holding (a sibling delivery of it
+            # answered early): leave the run to it, and hand its token on unchanged.
+            log.info("the previous job is holding the run: nothing to do", extra={"run_id": run_id})
+            return Answer(
+                kind=AnswerKind.IN_PROGRESS,
+                run_id=run_id,
+                token=token.replace(checked_at=0.0).encode(),
+                summary=current.last_answer.summary,
+                percent=token.percent,
+            )
         raise UnknownTokenError(
             f"unknown continuation token: run {run_id} was advanced by another job"
         )
@@ -534,12 +614,24 @@ class Ticker:
 def _check_token(token: Token, record: RunRecord) -> None:
     """Raise UnknownTokenError unless the token may continue the stored run."""
     current = token.nonce is not None and token.nonce == record.nonce
-    # Issued to the job whose other delivery made the last write, from the nonce it replaced.
-    sibling = token.job_id == record.last_job_id and token.nonce == record.prev_nonce
+    # Issued to the job whose other delivery made the last write, from the nonce it replaced
+    # (or any of that job's answers, once the run is over: a hold answers from several).
+    sibling = token.job_id == record.last_job_id and (
+        token.nonce == record.prev_nonce or record.state.status is not RunStatus.RUNNING
+    )
     if not (current or sibling):
         raise UnknownTokenError(
             f"unknown continuation token: stale or forged for run {record.run_id}"
         )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What a run's first job read before advancing: the run (None: not made yet) and its
+    pipeline document (GetJobDetails), so that neither is asked for twice."""
+
+    record: RunRecord | None
+    pipeline: dict[str, Any] | None = None
 
 
 def _execution_key(pipeline: dict[str, Any] | None) -> str | None:

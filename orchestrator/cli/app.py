@@ -744,7 +744,8 @@ def runs(
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
-    """Recent runs, newest first (a query on the by-status index, never a scan)."""
+    """Recent runs, newest first: running ones by start, ended ones by end (queries on the
+    by-status-sharded index, never a scan)."""
     try:
         wanted = RunStatus(state.upper()) if state else None
     except ValueError:

@@ -7,13 +7,18 @@ resolution (`AWS_ENDPOINT_URL_DYNAMODB`); retries use botocore's standard mode.
 
 from __future__ import annotations
 
+import heapq
 import json
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.constants import NONE
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from orchestrator.exceptions import ConflictError, StoreUnavailable
@@ -31,10 +36,24 @@ from orchestrator.model import (
 if TYPE_CHECKING:
     from botocore.session import Session as BotocoreSession
 
-STATUS_INDEX = "by-status"
+LIST_INDEX = "by-status-sharded"
+LIST_SHARDS = 16
+"""`orchestrator runs` reads the runs index `by-status-sharded`, whose partition key is
+`list_key` = "<STATUS>#<shard>" (shard: crc32 of the run id modulo LIST_SHARDS) and sort key
+`listed_at` (when the run entered that status). Both are written only on a status
+transition: by the run's first write (RUNNING) and by its last (SUCCEEDED or FAILED). A tick
+that only advances never writes them, so the index receives no write from it, and the
+transitions of N runs spread over LIST_SHARDS partitions per status (docs/SCALING.md). The
+projection is keys only: the listing fetches the few summaries it shows with BatchGetItem."""
+LEGACY_INDEX = "by-status"
+"""The index before `by-status-sharded` (partition key `status`, sort key `updated_at`,
+rewritten by every tick). Items written by earlier releases are still in it: the listing
+reads it too, as long as the table has it (template.yaml keeps it for RunRetentionDays after
+an upgrade; docs/SCALING.md). The first write of this release to such a running item moves it
+over (sets `list_key`, removes `updated_at`); ticks now keep their time in `ticked_at`."""
 DEFINITION_PREFIX = "definition#"
-"""Pinned definitions share the runs table: key `definition#<sha256>`, no `status`, so
-they are in no index; DynamoDB's TTL removes them like runs."""
+"""Pinned definitions share the runs table: key `definition#<sha256>`, no `list_key` (nor
+`status`), so they are in no index; DynamoDB's TTL removes them like runs."""
 FREEZE_PREFIX = "freeze#"
 LOCK_PREFIX = "lock#"
 DIRECTORY_KEY = "governance#directory"
@@ -46,13 +65,37 @@ NOT_RUNS = (DEFINITION_PREFIX, FREEZE_PREFIX, LOCK_PREFIX, DIRECTORY_KEY, EXECUT
 """Keys of the items that are not runs start with one of these."""
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _INVALID = "ValidationException"  # e.g. SET of a key in a map the item does not have
+_LISTED = ("run_id", "#status", "created_at", "ticked_at", "updated_at", "summary")
+"""What the listing fetches of each run it shows (`status` is a reserved word)."""
+_UNLISTED_MEMO = 4096
+"""At most this many loaded-but-not-yet-written legacy run ids are remembered."""
 
 
-class _ByStatus(GlobalSecondaryIndex["RunItem"]):  # type: ignore[no-untyped-call]  # pynamodb
-    """Runs by status, newest first: what `orchestrator runs` queries."""
+def list_shard(run_id: str) -> int:
+    """The run's shard of the listing index: stable across processes and releases."""
+    return zlib.crc32(run_id.encode()) % LIST_SHARDS
+
+
+def list_key(status: RunStatus, run_id: str) -> str:
+    return f"{status.value}#{list_shard(run_id)}"
+
+
+class _Listing(GlobalSecondaryIndex["RunItem"]):  # type: ignore[no-untyped-call]  # pynamodb
+    """Runs by status and shard, newest transition first: what `orchestrator runs` queries."""
 
     class Meta:
-        index_name = STATUS_INDEX
+        index_name = LIST_INDEX
+        projection = KeysOnlyProjection()
+
+    list_key = UnicodeAttribute(hash_key=True)
+    listed_at = NumberAttribute(range_key=True)
+
+
+class _LegacyByStatus(GlobalSecondaryIndex["RunItem"]):  # type: ignore[no-untyped-call]
+    """The index of earlier releases (LEGACY_INDEX), read for the items they wrote."""
+
+    class Meta:
+        index_name = LEGACY_INDEX
         projection = IncludeProjection(["created_at", "summary", "last_job_id", "version"])
 
     status = UnicodeAttribute(hash_key=True)
@@ -65,7 +108,14 @@ class RunItem(Model):
     run_id = UnicodeAttribute(hash_key=True)
     version = NumberAttribute()
     status = UnicodeAttribute()
-    updated_at = NumberAttribute()
+    updated_at = NumberAttribute(attr_name="ticked_at", null=True)
+    """When the run was last written (`ticked_at`: in no index)."""
+    legacy_updated_at = NumberAttribute(attr_name="updated_at", null=True)
+    """What earlier releases wrote instead of `ticked_at`, the legacy index's sort key."""
+    list_key = UnicodeAttribute(null=True)
+    """The listing index's partition key, written on status transitions only."""
+    listed_at = NumberAttribute(null=True)
+    """The listing index's sort key: when the run entered its status."""
     created_at = NumberAttribute()
     expires_at = NumberAttribute()
     nonce = UnicodeAttribute(null=True)
@@ -85,7 +135,8 @@ class RunItem(Model):
     # "<at>|<action>" -> JSON of model.Control: operators' controls, written once each.
     controls: MapAttribute[str, Any] = MapAttribute(default=dict)  # type: ignore[no-untyped-call]
 
-    by_status = _ByStatus()
+    listing = _Listing()
+    legacy_by_status = _LegacyByStatus()
 
 
 def bind_model(
@@ -125,6 +176,10 @@ class DynamoRunStore:
 
     def __init__(self, model: type[RunItem]) -> None:
         self._model = model
+        self._unlisted: dict[str, None] = {}
+        """Runs loaded without `list_key` (written by an earlier release): their next write
+        lists them (the memo spares every other write a look at the index attributes)."""
+        self._legacy_index = True  # until a query finds the table without it
 
     def load(self, run_id: str) -> RunRecord | None:
         if run_id.startswith(NOT_RUNS):
@@ -135,6 +190,10 @@ class DynamoRunStore:
             return None
         except PynamoDBException as exc:
             raise StoreUnavailable(f"run {run_id}: read failed ({_code(exc)})") from exc
+        if item.list_key is None:
+            if len(self._unlisted) >= _UNLISTED_MEMO:
+                self._unlisted.clear()
+            self._unlisted[run_id] = None
         return _to_record(item)
 
     def save(self, record: RunRecord, expected_version: int | None) -> None:
@@ -147,25 +206,34 @@ class DynamoRunStore:
                 # UPDATE, not PUT: a cancel request written meanwhile must survive. Through
                 # the model's table connection rather than `item.update()`, which asks for
                 # the whole item back (ReturnValues ALL_NEW) only to parse it again.
+                actions = [
+                    model.version.set(item.version),
+                    model.status.set(item.status),
+                    model.updated_at.set(item.updated_at),
+                    model.expires_at.set(item.expires_at),
+                    model.nonce.set(item.nonce) if item.nonce else model.nonce.remove(),
+                    (
+                        model.prev_nonce.set(item.prev_nonce)
+                        if item.prev_nonce
+                        else model.prev_nonce.remove()
+                    ),
+                    model.last_job_id.set(item.last_job_id),
+                    model.summary.set(item.summary),
+                    model.state.set(item.state),
+                    model.answer.set(item.answer),
+                ]
+                # The index attributes change on a transition only (the run ends), or once
+                # for a run an earlier release wrote (out of the legacy index, into this one).
+                legacy = self._unlisted.pop(record.run_id, 0) is None
+                if legacy:
+                    actions.append(model.legacy_updated_at.remove())
+                if legacy or record.state.status is not RunStatus.RUNNING:
+                    actions.append(model.list_key.set(item.list_key))
+                    actions.append(model.listed_at.set(item.listed_at))
                 model._get_connection().update_item(
                     record.run_id,
                     return_values=NONE,
-                    actions=[
-                        model.version.set(item.version),
-                        model.status.set(item.status),
-                        model.updated_at.set(item.updated_at),
-                        model.expires_at.set(item.expires_at),
-                        model.nonce.set(item.nonce) if item.nonce else model.nonce.remove(),
-                        (
-                            model.prev_nonce.set(item.prev_nonce)
-                            if item.prev_nonce
-                            else model.prev_nonce.remove()
-                        ),
-                        model.last_job_id.set(item.last_job_id),
-                        model.summary.set(item.summary),
-                        model.state.set(item.state),
-                        model.answer.set(item.answer),
-                    ],
+                    actions=actions,
                     condition=model.version == expected_version,
                 )
         except PynamoDBException as exc:
@@ -285,26 +353,145 @@ class DynamoRunStore:
         return bool(_map(getattr(item, attribute)).get(key) == value)
 
     def recent(self, status: RunStatus | None, limit: int) -> list[RunSummary]:
+        """Reads every shard of the wanted statuses (and the legacy index) newest transition
+        first, a page each in parallel, and merges them, fetching a further page only from a
+        shard whose page ran out among the newest `limit`; then the summaries of those runs
+        with BatchGetItem. Its cost grows with `limit`, not with the table."""
         statuses = [status] if status else list(RunStatus)
-        found: list[RunSummary] = []
+        queries: list[tuple[str, str, str, str]] = [
+            (LIST_INDEX, "list_key", f"{wanted.value}#{shard}", "listed_at")
+            for wanted in statuses
+            for shard in range(LIST_SHARDS)
+        ]
+        if self._legacy_index:
+            queries += [(LEGACY_INDEX, "status", w.value, "updated_at") for w in statuses]
+        client = self._client()
+        parts = [_Partition(*query) for query in queries]
+        size = max(10, -(-2 * limit // len(parts)))  # ~2x each shard's share of `limit`
+        chosen: list[str] = []
         try:
-            for wanted in statuses:
-                for item in self._model.by_status.query(
-                    wanted.value, scan_index_forward=False, limit=limit
-                ):
-                    found.append(
-                        RunSummary(
-                            run_id=item.run_id,
-                            status=RunStatus(item.status),
-                            created_at=float(item.created_at),
-                            updated_at=float(item.updated_at),
-                            summary=item.summary,
-                        )
-                    )
-        except PynamoDBException as exc:
-            raise StoreUnavailable(f"listing runs failed ({_code(exc)})") from exc
-        found.sort(key=lambda run: run.updated_at, reverse=True)
-        return found[:limit]
+            # botocore keeps 10 connections per client: more threads would open and drop more.
+            with ThreadPoolExecutor(max_workers=min(8, len(parts))) as pool:
+                list(pool.map(lambda part: self._page(client, part, size), parts))
+            heap = [(-part.head(), i) for i, part in enumerate(parts) if part.entries]
+            heapq.heapify(heap)
+            seen: set[str] = set()
+            while heap and len(chosen) < limit:
+                _, i = heapq.heappop(heap)
+                part = parts[i]
+                run_id, _ = part.entries.popleft()
+                if run_id not in seen:  # in both indexes while it moves over: newest wins
+                    seen.add(run_id)
+                    chosen.append(run_id)
+                if not part.entries and part.more is not None:
+                    self._page(client, part, size)
+                if part.entries:
+                    heapq.heappush(heap, (-part.head(), i))
+        except Exception as exc:
+            raise StoreUnavailable(f"listing runs failed ({_client_code(exc)})") from exc
+        try:
+            items = self._batch_get(client, chosen)
+        except Exception as exc:
+            raise StoreUnavailable(f"listing runs failed ({_client_code(exc)})") from exc
+        found: list[RunSummary] = []
+        for run_id in chosen:
+            item = items.get(run_id)
+            if item is None:
+                continue  # expired (TTL) between the query and the read
+            current = RunStatus(item["status"]["S"])
+            if status is not None and current is not status:
+                continue  # it changed status meanwhile
+            found.append(
+                RunSummary(
+                    run_id=run_id,
+                    status=current,
+                    created_at=float(item["created_at"]["N"]),
+                    updated_at=_updated_at(
+                        _number(item, "ticked_at"),
+                        _number(item, "updated_at"),
+                        _number(item, "created_at"),
+                    ),
+                    summary=item.get("summary", {}).get("S", ""),
+                )
+            )
+        return found
+
+    def _client(self) -> Any:
+        """The botocore client under the model's connection (thread-safe, unlike pynamodb's
+        per-thread sessions), for the listing's parallel queries."""
+        return self._model._get_connection().connection.client
+
+    def _page(self, client: Any, part: _Partition, size: int) -> None:
+        """The next `size` entries of one index partition, newest first, into `part`."""
+        params: dict[str, Any] = {
+            "TableName": self._model.Meta.table_name,
+            "IndexName": part.index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": part.key},
+            "ExpressionAttributeValues": {":v": {"S": part.value}},
+            "ScanIndexForward": False,
+            "Limit": size,
+        }
+        if part.more:
+            params["ExclusiveStartKey"] = part.more
+        try:
+            page = client.query(**params)
+        except client.exceptions.ClientError as exc:
+            if part.index == LEGACY_INDEX and _client_code(exc) == _INVALID:
+                self._legacy_index = False  # the table has no legacy index (any more)
+                part.more = None
+                return
+            raise
+        part.entries.extend((i["run_id"]["S"], float(i[part.sort]["N"])) for i in page["Items"])
+        part.more = page.get("LastEvaluatedKey")
+
+    def _batch_get(self, client: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The listed attributes of these runs (eventually consistent: it is a listing)."""
+        found: dict[str, dict[str, Any]] = {}
+        table = self._model.Meta.table_name
+        for start in range(0, len(run_ids), 100):  # BatchGetItem takes 100 keys at most
+            request: dict[str, Any] = {
+                table: {
+                    "Keys": [{"run_id": {"S": r}} for r in run_ids[start : start + 100]],
+                    "ProjectionExpression": ", ".join(_LISTED),
+                    "ExpressionAttributeNames": {"#status": "status"},
+                }
+            }
+            while request:
+                answer = client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(table, []):
+                    found[item["run_id"]["S"]] = item
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+
+@dataclass
+class _Partition:
+    """One index partition being read newest first: what is fetched and not yet merged."""
+
+    index: str
+    key: str
+    value: str
+    sort: str
+    entries: deque[tuple[str, float]] = field(default_factory=deque)
+    more: dict[str, Any] | None = field(default_factory=dict)
+    """Where the next page starts; {} before the first page, None after the last."""
+
+    def head(self) -> float:
+        return self.entries[0][1]
+
+
+def _number(item: dict[str, Any], name: str) -> float | None:
+    value = item.get(name, {}).get("N")
+    return float(value) if value is not None else None
+
+
+def _client_code(exc: Exception) -> str:
+    """A botocore error's code, or the exception's name."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
 
 
 def _code(exc: PynamoDBException) -> str:
@@ -317,12 +504,16 @@ def _code(exc: PynamoDBException) -> str:
 
 
 def _to_item(model: type[RunItem], record: RunRecord) -> RunItem:
+    running = record.state.status is RunStatus.RUNNING
     return model(
         record.run_id,
         version=record.version,
         status=record.state.status.value,
         updated_at=record.updated_at,
         created_at=record.created_at,
+        list_key=list_key(record.state.status, record.run_id),
+        # When the run entered its status: started (running), else ended (this write).
+        listed_at=record.created_at if running else record.updated_at,
         expires_at=record.expires_at,
         nonce=record.nonce,
         prev_nonce=record.prev_nonce,
@@ -348,11 +539,19 @@ def _to_record(item: RunItem) -> RunRecord:
         last_job_id=item.last_job_id,
         last_answer=Answer.model_validate_json(item.answer),
         created_at=float(item.created_at),
-        updated_at=float(item.updated_at),
+        updated_at=_updated_at(item.updated_at, item.legacy_updated_at, item.created_at),
         expires_at=int(item.expires_at),
         signals=_signals(item),
         pin=Pin.model_validate_json(item.pin) if item.pin else None,
     )
+
+
+def _updated_at(ticked: Any, legacy: Any, created: Any) -> float:
+    """`ticked_at`, or what an earlier release wrote (`updated_at`), or the creation time."""
+    for value in (ticked, legacy, created):
+        if value is not None:
+            return float(value)
+    return 0.0
 
 
 def _signals(item: RunItem) -> Signals:

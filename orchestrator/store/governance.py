@@ -2,11 +2,11 @@
 
 Each is one item beside the runs, keyed `freeze#<name>` or `lock#<name>`, holding a JSON
 `document` and a `version`; writes are PutItems conditional on that version (or on the item
-not existing yet). The items carry no `status`, so the by-status index (`orchestrator runs`)
-never lists them, and no `expires_at`, so DynamoDB's TTL never removes them (their audit
-trail is bounded instead). The names of every freeze and lock are kept in one directory
-item, `governance#directory` (string sets, added to before an item is created): the CLI
-lists them from there, with no scan.
+not existing yet). The items carry no `list_key` and no `status`, so the runs indexes
+(`orchestrator runs`) never list them, and no `expires_at`, so DynamoDB's TTL never removes
+them (their audit trail is bounded instead). The names of every freeze and lock are kept in
+one directory item, `governance#directory` (string sets, added to before an item is
+created): the CLI lists them from there, with no scan.
 
 The function needs only GetItem, PutItem and UpdateItem on the table, which it has already.
 """

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from orchestrator import handler
 from orchestrator.cli import app
 from orchestrator.governance import Governance, LockRecord
-from orchestrator.store.dynamodb import bind_model
+from orchestrator.model import RunStatus
+from orchestrator.store.dynamodb import bind_model, list_key
 from orchestrator.store.governance import DynamoGovernanceStore
 from tests.rig import Rig, gate_rig
 
@@ -245,9 +246,11 @@ def test_lock_items_are_not_runs(rig: Rig, table_name: str) -> None:
     assert "status" not in item and "expires_at" not in item  # in no index, never expired
     runs = rig.aws("dynamodb").query(
         TableName=table_name,
-        IndexName="by-status",
-        KeyConditionExpression="#s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
+        IndexName="by-status-sharded",
+        KeyConditionExpression="list_key = :s",
+        ExpressionAttributeValues={
+            ":s": {"S": list_key(RunStatus.SUCCEEDED, result.jobs[0].job_id)}
+        },
     )["Items"]
     assert [r["run_id"]["S"] for r in runs] == [result.jobs[0].job_id]
+    assert "list_key" not in item

@@ -48,6 +48,20 @@ def test_tens_of_concurrent_deliveries_of_every_job(rig: Rig, language: str) -> 
     assert rig.proxy.counts["conditional_check_failed"] > 0  # the copies did race
 
 
+def test_concurrent_deliveries_of_a_holding_gate(rig: Rig) -> None:
+    """Eight copies of every job at once, the gate holding 2m: the copies race on the first
+    write as without a hold; the one that wins holds (writes again, in a row), the others
+    re-send; no job writes after another job did (rig.check's double advances)."""
+    function = Function(rig)
+    with stub_server([PENDING, PENDING, APPROVED]) as itsm:
+        gate = approval_gate(itsm.url) | {"hold": "2m"}
+        result = rig.run(gate, function, duplicates="concurrent", concurrency=8)
+    verdict = rig.check([result], function, approval_outputs)
+    assert verdict.problems() == []
+    writers = [w.job_id for w in rig.writes.runs[result.jobs[0].job_id]]
+    assert len(writers) > len(set(writers))  # a job held: it wrote more than one version
+
+
 def test_concurrent_deliveries_while_dynamodb_throttles(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()  # throttling backs off for up to seconds: a few go a long way
     rig.proxy.set_rates(throttle=0.05, server_error=0.1)
@@ -61,10 +75,14 @@ def test_concurrent_deliveries_while_dynamodb_throttles(make_rig: Callable[..., 
     assert verdict.problems() == []
 
 
-def test_sequential_duplicates_of_every_job(rig: Rig) -> None:
+@pytest.mark.parametrize("hold", [None, "2m"])
+def test_sequential_duplicates_of_every_job(rig: Rig, hold: str | None) -> None:
+    """With `hold`, the first delivery of a job holds and polls on; the second, after it,
+    re-sends what the first wrote last."""
     function = Function(rig)
     with stub_server([PENDING, APPROVED]) as itsm:
-        result = rig.run(approval_gate(itsm.url), function, duplicates="sequential")
+        gate = approval_gate(itsm.url) | ({"hold": hold} if hold else {})
+        result = rig.run(gate, function, duplicates="sequential")
     verdict = rig.check([result], function, approval_outputs)
     assert verdict.problems() == []
     assert all(len(job.rejected) == 1 for job in result.jobs)

@@ -1,0 +1,110 @@
+"""Hold mode end to end: the production handler in the CodePipeline emulator, re-invoked
+every 60 s of virtual time, against a gate whose condition turns true 25 s after it starts."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from orchestrator import _log, handler
+from orchestrator.clock import VirtualClock
+from orchestrator.local.driver import run_action
+from orchestrator.local.emulator import CodePipelineEmulator
+from orchestrator.steps.python import Finish, Wait
+
+if TYPE_CHECKING:
+    from orchestrator.local.driver import ActionResult
+    from orchestrator.steps.python import PythonContext
+
+START = 1_800_000_000.0
+FLIP = 25.0  # the condition turns true this long after the gate starts
+EVERY = 10.0
+REINVOKE = 60.0
+
+
+class JumpClock(VirtualClock):
+    """A virtual clock whose sleeps take no real time (holds and re-invoke delays pass at once)."""
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.advance(seconds)
+
+
+def ready(context: PythonContext) -> Any:
+    """The gate's condition: true from `params.at` on (the gate's clock)."""
+    if context.now >= float(context.params["at"]):
+        return Finish({"at": context.now})
+    return Wait("not yet")
+
+
+def _run(table_name: str, monkeypatch: pytest.MonkeyPatch, hold: str | None) -> ActionResult:
+    clock = JumpClock(speed=1.0, start=START)
+    gate: dict[str, Any] = {
+        "steps": [
+            {
+                "name": "ready",
+                "python": {
+                    "callable": "tests.integration.test_hold:ready",
+                    "params": {"at": START + FLIP},
+                },
+                "every": f"{EVERY:g}s",
+            }
+        ]
+    }
+    if hold:
+        gate["hold"] = hold
+    logs = io.StringIO()
+    _log.configure("INFO", logs)
+    with CodePipelineEmulator(clock) as emulator:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CODEPIPELINE", emulator.endpoint_url)
+        handler.use(handler.build_app(clock, logs))
+        try:
+            return run_action(
+                emulator,
+                handler.lambda_handler,
+                {"FunctionName": "orchestrator", "UserParameters": json.dumps(gate)},
+                clock=clock,
+                reinvoke_delay=REINVOKE,
+            )
+        finally:
+            handler.use(None)
+            _log.unconfigure()
+
+
+def test_a_hold_reacts_within_every_where_without_it_the_gate_waits_for_the_reinvoke(
+    table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = _run(table_name, monkeypatch, "2m")
+    plain = _run(table_name, monkeypatch, None)
+    assert held.status == plain.status == "Succeeded", (held, plain)
+    flipped = START + FLIP
+    # Held: one invocation polls at 0, 10, 20, 30 s and answers at the poll that sees it.
+    assert len(held.jobs) == 1
+    assert flipped < held.ended_at <= flipped + EVERY + 2
+    # Not held: the first job answers at once; the next comes a re-invoke delay later.
+    assert len(plain.jobs) == 2
+    assert plain.ended_at >= START + REINVOKE > flipped + EVERY + 2
+
+
+def test_a_hold_ends_at_its_budget_and_the_next_job_goes_on(
+    table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 15 s hold covers the polls at 10 s (not at 20 s): the gate finishes on a later job."""
+    result = _run(table_name, monkeypatch, "15s")
+    assert result.status == "Succeeded"
+    assert len(result.jobs) == 2
+    first = result.jobs[0]
+    assert first.answer is not None and first.answered_at is not None
+    assert first.answered_at - START < FLIP  # answered in progress, within its hold
+    assert first.answered_at - START >= EVERY  # after holding for the poll at 10 s
+
+
+def test_a_hold_longer_than_ten_minutes_is_refused() -> None:
+    from orchestrator.definition import GateDefinition
+    from orchestrator.exceptions import DefinitionError
+
+    with pytest.raises(DefinitionError, match="hold: 11m must be more than 0s and at most 10m"):
+        GateDefinition.model_validate({"steps": [{"name": "w", "wait": "1m"}], "hold": "11m"})
