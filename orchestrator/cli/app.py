@@ -465,6 +465,24 @@ def validate(
         console.print(f"  {note}", markup=False)
 
 
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write it to this file instead of printing it."),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the gate language (schema/gate.schema.json is this output),
+    for editors to complete and check gate files: docs/STEPS.md, "Editors"."""
+    from orchestrator.cli.schema import render_schema
+
+    text = render_schema()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+
+
 def _print_warnings(console: Console, warnings: list[str]) -> None:
     for line in warnings:
         console.print(f"  [yellow]warning:[/] {escape(line)}")
