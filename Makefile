@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo-setup demo test lint typecheck check bench
+.PHONY: setup demo-setup demo test lint typecheck check bench scan
 
 # Two installs in the one .venv: `make demo` needs only the CLI (the `cli` extra), `make
 # check` the dev extra on top (pytest, mypy, ruff, cfn-lint, selenium, ...). Each long step
@@ -64,6 +64,12 @@ test: setup
 	$(BIN)/python -m pytest
 
 check: lint typecheck test
+
+# The template's scanners (checkov, `sam validate --lint`), each in its own venv under
+# build/tools/ (installed at a pinned version on first use). `test` runs them too
+# (tests/package/test_scanners.py); this runs them alone.
+scan:
+	$(PY) scripts/scanners.py
 
 # Benchmarks, reported as ratios against a floor measured in the same run (docs/BENCHMARKS.md).
 # Not part of `check`: prints the tables and writes build/bench.json in a few minutes.
