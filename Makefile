@@ -81,9 +81,14 @@ bench: setup
 # sam into build/lambda/ and build/orchestrator-lambda.zip and prints its sizes. Both need
 # only python3 with pip (the runtime dependencies are downloaded as python3.13 arm64 wheels).
 # ApprovalFunction (the approval endpoint) is built from the very same package.
-.PHONY: build build-OrchestratorFunction build-ApprovalFunction
+.PHONY: build build-OrchestratorFunction build-ApprovalFunction lock
 build:
 	$(PY) scripts/build_lambda.py
+
+# requirements-lambda.txt anew: pyproject.toml's runtime ranges resolved for the Lambda
+# platform (from PyPI), one version and wheel hash each; the README's list with it.
+lock:
+	$(PY) scripts/build_lambda.py --lock
 
 build-OrchestratorFunction:
 	$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip
