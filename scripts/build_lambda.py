@@ -4,8 +4,9 @@ template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam 
 `make build-OrchestratorFunction` with ARTIFACTS_DIR set, which runs this script. The package:
 
 - `orchestrator/` minus the folders the handler never imports, `orchestrator/cli` (the
-  command, with the `cli` extra) and `orchestrator/local` (the local runner, the emulator,
-  the table's creation from template.yaml): no tests, no caches, no template.yaml;
+  command, with the `cli` extra), `orchestrator/local` (the local runner, the emulator,
+  the table's creation from template.yaml) and `orchestrator/cdk` (CDK constructs, with the
+  `cdk` extra): no tests, no caches, no template.yaml;
 - the runtime dependencies of pyproject.toml's `[project].dependencies` (no `cli`/`dev`
   extras), as wheels for the Lambda platform: CPython 3.13 on manylinux2014 aarch64.
   boto3 is shipped although the runtime has one: the package then runs the botocore the
@@ -53,6 +54,7 @@ PACKAGES = ("orchestrator",)
 EXCLUDED = (
     PurePosixPath("orchestrator/local"),  # local runner, CodePipeline emulator, table creation
     PurePosixPath("orchestrator/cli"),  # the CLI needs the `cli` extra (typer, rich)
+    PurePosixPath("orchestrator/cdk"),  # CDK constructs, the `cdk` extra (aws-cdk-lib)
 )
 """Folders (from the repository root) the handler never imports: tooling, whole."""
 EXCLUDED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})

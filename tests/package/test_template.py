@@ -1103,7 +1103,8 @@ def _packaged() -> dict[PurePosixPath, Path]:
 
 
 def test_the_package_takes_only_the_runtime_code() -> None:
-    """orchestrator/ minus two whole folders, cli/ and local/; nothing else, no template."""
+    """orchestrator/ minus three whole folders, cli/, local/ and cdk/; nothing else, no
+    template."""
     packaged = _packaged()
     for required in (
         "orchestrator/handler.py",
@@ -1114,12 +1115,17 @@ def test_the_package_takes_only_the_runtime_code() -> None:
         assert PurePosixPath(required) in packaged, required
     for path in packaged:
         assert path.parts[0] == "orchestrator", path
-        assert path.parts[:2] not in {("orchestrator", "local"), ("orchestrator", "cli")}, path
+        assert path.parts[:2] not in {
+            ("orchestrator", "local"),
+            ("orchestrator", "cli"),
+            ("orchestrator", "cdk"),
+        }, path
         assert "__pycache__" not in path.parts, path
         assert path.suffix == ".py", path  # no template.yaml, no bytecode from the tree
     assert (
         PurePosixPath("orchestrator/local"),
         PurePosixPath("orchestrator/cli"),
+        PurePosixPath("orchestrator/cdk"),
     ) == build_lambda.EXCLUDED
     for folder in build_lambda.EXCLUDED:  # each names a folder that exists
         assert (ROOT / folder).is_dir(), folder
