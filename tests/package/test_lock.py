@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -126,6 +127,7 @@ def _build(tmp_path: Path, name: str) -> tuple[str, Path]:
     return hashlib.sha256(zip_path.read_bytes()).hexdigest(), tmp_path / name / "lambda"
 
 
+@pytest.mark.timeout(900)  # two whole builds, each downloading every wheel
 def test_two_builds_from_empty_caches_are_the_same_bytes(tmp_path: Path) -> None:
     first, folder = _build(tmp_path, "first")
     second, _ = _build(tmp_path, "second")

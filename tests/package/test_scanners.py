@@ -31,6 +31,7 @@ def _script() -> ModuleType:
 
 
 scanners = _script()
+pytestmark = pytest.mark.timeout(900)  # the first run installs both scanners from PyPI
 
 
 def suppressions(template: dict[str, Any]) -> list[tuple[str, str, str]]:
