@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo-setup demo test lint typecheck check bench
+.PHONY: setup demo-setup demo test lint typecheck check bench scan
 
 # Two installs in the one .venv: `make demo` needs only the CLI (the `cli` extra), `make
 # check` the dev extra on top (pytest, mypy, ruff, cfn-lint, selenium, ...). Each long step
@@ -65,6 +65,12 @@ test: setup
 
 check: lint typecheck test
 
+# The template's scanners (checkov, `sam validate --lint`), each in its own venv under
+# build/tools/ (installed at a pinned version on first use). `test` runs them too
+# (tests/package/test_scanners.py); this runs them alone.
+scan:
+	$(PY) scripts/scanners.py
+
 # Benchmarks, reported as ratios against a floor measured in the same run (docs/BENCHMARKS.md).
 # Not part of `check`: prints the tables and writes build/bench.json in a few minutes.
 bench: setup
@@ -75,9 +81,14 @@ bench: setup
 # sam into build/lambda/ and build/orchestrator-lambda.zip and prints its sizes. Both need
 # only python3 with pip (the runtime dependencies are downloaded as python3.13 arm64 wheels).
 # ApprovalFunction (the approval endpoint) is built from the very same package.
-.PHONY: build build-OrchestratorFunction build-ApprovalFunction
+.PHONY: build build-OrchestratorFunction build-ApprovalFunction lock
 build:
 	$(PY) scripts/build_lambda.py
+
+# requirements-lambda.txt anew: pyproject.toml's runtime ranges resolved for the Lambda
+# platform (from PyPI), one version and wheel hash each; the README's list with it.
+lock:
+	$(PY) scripts/build_lambda.py --lock
 
 build-OrchestratorFunction:
 	$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip

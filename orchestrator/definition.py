@@ -486,6 +486,8 @@ def validate_definition(raw: object) -> GateDefinition:
     """Validate an already-decoded definition, reporting every bad field at once."""
     if not isinstance(raw, dict):
         raise DefinitionError(["UserParameters: expected a JSON object with 'steps'"])
+    if "$schema" in raw:  # names the JSON Schema for editors (`orchestrator schema`)
+        raw = {key: value for key, value in raw.items() if key != "$schema"}
     raw = apply_defaults(raw)
     data = dict(raw)
     errors: list[str] = []

@@ -4,8 +4,9 @@ template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam 
 `make build-OrchestratorFunction` with ARTIFACTS_DIR set, which runs this script. The package:
 
 - `orchestrator/` minus the folders the handler never imports, `orchestrator/cli` (the
-  command, with the `cli` extra) and `orchestrator/local` (the local runner, the emulator,
-  the table's creation from template.yaml): no tests, no caches, no template.yaml;
+  command, with the `cli` extra), `orchestrator/local` (the local runner, the emulator,
+  the table's creation from template.yaml) and `orchestrator/cdk` (CDK constructs, with the
+  `cdk` extra): no tests, no caches, no template.yaml;
 - the runtime dependencies of pyproject.toml's `[project].dependencies` (no `cli`/`dev`
   extras), as wheels for the Lambda platform: CPython 3.13 on manylinux2014 aarch64.
   boto3 is shipped although the runtime has one: the package then runs the botocore the
@@ -20,6 +21,14 @@ template.yaml builds OrchestratorFunction with `BuildMethod: makefile`, so `sam 
     python scripts/build_lambda.py                 # build/lambda/ + build/orchestrator-lambda.zip
     python scripts/build_lambda.py --update-docs   # ...and write the sizes into README.md
     python scripts/build_lambda.py --artifacts-dir DIR --no-zip    # what sam's make target runs
+    python scripts/build_lambda.py --lock          # refresh requirements-lambda.txt (make lock)
+
+The dependencies are installed from requirements-lambda.txt: every distribution the package
+ships, pinned to one version with the sha256 of its wheel for the Lambda platform, installed
+with `--require-hashes --no-deps`, so the same commit builds the same package next month (the
+zip is written in a fixed order with fixed timestamps, so it is the same bytes). `--lock`
+resolves pyproject.toml's ranges again (pip download for the platform, from PyPI) and writes
+the file anew, and the README's list of the package's dependencies with it.
 
 Only the standard library and pip are needed (and node with npm for the bytecode): sam runs
 this with whatever python3 it finds.
@@ -29,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +54,7 @@ PACKAGES = ("orchestrator",)
 EXCLUDED = (
     PurePosixPath("orchestrator/local"),  # local runner, CodePipeline emulator, table creation
     PurePosixPath("orchestrator/cli"),  # the CLI needs the `cli` extra (typer, rich)
+    PurePosixPath("orchestrator/cdk"),  # CDK constructs, the `cdk` extra (aws-cdk-lib)
 )
 """Folders (from the repository root) the handler never imports: tooling, whole."""
 EXCLUDED_NAMES = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
@@ -58,6 +70,16 @@ PYTHON313_MAGIC = "f30d0d0a"
 """importlib.util.MAGIC_NUMBER of every CPython 3.13 release (3571)."""
 PYODIDE_DIR = ROOT / "build" / "pyodide"
 COMPILER = ROOT / "scripts" / "compile_pyc.mjs"
+
+LOCK = ROOT / "requirements-lambda.txt"
+"""The package's dependencies, pinned with hashes (written by `--lock`)."""
+LOCK_HEADER = """\
+# The Lambda package's dependencies (python3.13, manylinux2014_aarch64), pinned with the
+# sha256 of each wheel: scripts/build_lambda.py installs exactly these (--require-hashes).
+# Generated from pyproject.toml's [project].dependencies by `make lock`; do not edit.
+"""
+DEPENDENCIES_MARKER = "<!-- package-dependencies -->"
+DEPENDENCIES_END = "<!-- /package-dependencies -->"
 
 DEFAULT_ARTIFACTS = ROOT / "build" / "lambda"
 DEFAULT_ZIP = ROOT / "build" / "orchestrator-lambda.zip"
@@ -95,8 +117,99 @@ def source_files(root: Path = ROOT) -> list[tuple[Path, PurePosixPath]]:
     return selected
 
 
+def _platform_options() -> list[str]:
+    return [
+        "--platform", PLATFORM,
+        "--implementation", IMPLEMENTATION,
+        "--python-version", PYTHON_VERSION,
+        "--only-binary=:all:",
+    ]  # fmt: skip
+
+
+def locked_pip_command(target: Path, lock: Path = LOCK) -> list[str]:
+    """pip installing exactly the locked wheels (hash-checked, no resolution) into `target`."""
+    return [
+        sys.executable, "-m", "pip", "install",
+        "--quiet", "--disable-pip-version-check", "--no-compile",
+        *_platform_options(),
+        "--require-hashes", "--no-deps",
+        "--target", str(target),
+        "--requirement", str(lock),
+    ]  # fmt: skip
+
+
+def read_lock(text: str) -> dict[str, tuple[str, list[str]]]:
+    """The lock file's pins: normalized name -> (version, sha256 hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=")]
+        pins[_normalized(name)] = (version, hashes)
+    return pins
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def write_lock(requirements: list[str], folder: Path) -> str:
+    """Resolve `requirements` for the Lambda platform (pip download into `folder`, from the
+    index) and return the lock file's text: one pin and one wheel hash per distribution."""
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "download",
+            "--quiet", "--disable-pip-version-check", "--no-cache-dir",
+            *_platform_options(),
+            "--dest", str(folder),
+            *requirements,
+        ],
+        check=True,
+    )  # fmt: skip
+    lines = [LOCK_HEADER]
+    wheels = sorted(folder.glob("*.whl"), key=lambda path: _normalized(path.name.split("-")[0]))
+    for wheel in wheels:
+        name, version = wheel.name.split("-")[:2]
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        lines.append(f"{_normalized(name)}=={version} \\\n    --hash=sha256:{digest}\n")
+    return "".join(lines)
+
+
+def dependencies_block(lock_text: str) -> str:
+    """The README's list of the package's dependencies, between its markers."""
+    pins = read_lock(lock_text)
+    rows = "".join(f"| `{name}` | {version} |\n" for name, (version, _) in sorted(pins.items()))
+    return (
+        f"{DEPENDENCIES_MARKER}\n| dependency | version |\n| --- | --- |\n{rows}{DEPENDENCIES_END}"
+    )
+
+
+def update_dependencies(text: str, block: str) -> str:
+    """Replace what is between the README's dependency markers (the markers included)."""
+    start, end = text.find(DEPENDENCIES_MARKER), text.find(DEPENDENCIES_END)
+    if start < 0 or end < start:
+        raise ValueError(f"expected {DEPENDENCIES_MARKER} ... {DEPENDENCIES_END} in the docs")
+    return text[:start] + block + text[end + len(DEPENDENCIES_END) :]
+
+
+def lock(lock_path: Path = LOCK, docs: Path = DOCS) -> None:
+    """Write the lock file anew from pyproject.toml's ranges, and the README's list."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        text = write_lock(runtime_dependencies(), Path(folder))
+    lock_path.write_text(text)
+    docs.write_text(update_dependencies(docs.read_text(), dependencies_block(text)))
+    pins = read_lock(text)
+    print(f"locked {len(pins)} distributions in {lock_path.name}; listed them in {docs.name}")
+
+
 def pip_command(target: Path, requirements: list[str], constraint: Path | None = None) -> list[str]:
-    """pip installing `requirements` into `target` as wheels for the Lambda runtime."""
+    """pip installing `requirements` into `target` as wheels for the Lambda runtime, resolved
+    afresh within pyproject.toml's ranges (`--no-lock`)."""
     command = [
         sys.executable, "-m", "pip", "install",
         "--quiet", "--disable-pip-version-check", "--no-warn-conflicts", "--no-compile",
@@ -239,13 +352,18 @@ def build(
     constraint: Path | None,
     docs: Path | None,
     bytecode: str = "auto",
+    locked: Path | None = LOCK,
 ) -> None:
     prepare(artifacts)
     copied = copy_sources(artifacts)
     print(f"copied {copied} files from {', '.join(PACKAGES)}")
-    requirements = runtime_dependencies()
-    print(f"installing {' '.join(requirements)} for cp{PYTHON_VERSION} {PLATFORM}")
-    subprocess.run(pip_command(artifacts, requirements, constraint), check=True)
+    if locked is not None and constraint is None:
+        print(f"installing {locked.name} (hash-checked) for cp{PYTHON_VERSION} {PLATFORM}")
+        subprocess.run(locked_pip_command(artifacts, locked), check=True)
+    else:
+        requirements = runtime_dependencies()
+        print(f"installing {' '.join(requirements)} for cp{PYTHON_VERSION} {PLATFORM}")
+        subprocess.run(pip_command(artifacts, requirements, constraint), check=True)
     prune(artifacts)
     print("installed: " + ", ".join(installed_distributions(artifacts)))
     if bytecode != "no":
@@ -286,7 +404,17 @@ def main(argv: list[str] | None = None) -> int:
         "--constraint",
         type=Path,
         default=None,
-        help="pip constraints file pinning the dependencies' versions",
+        help="pip constraints file pinning the dependencies' versions (instead of the lock)",
+    )
+    parser.add_argument(
+        "--no-lock",
+        action="store_true",
+        help=f"resolve pyproject.toml's ranges afresh instead of installing {LOCK.name}",
+    )
+    parser.add_argument(
+        "--lock",
+        action="store_true",
+        help=f"only write {LOCK.name} anew (and the README's dependency list), then stop",
     )
     parser.add_argument(
         "--update-docs", action="store_true", help=f"write the sizes into {DOCS.relative_to(ROOT)}"
@@ -298,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         help="ship CPython 3.13 bytecode (auto: when node and npm are there)",
     )
     args = parser.parse_args(argv)
+    if args.lock:
+        lock()
+        return 0
     if args.no_zip and args.update_docs:
         parser.error("--update-docs needs the zip")
     build(
@@ -306,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         args.constraint,
         DOCS if args.update_docs else None,
         args.bytecode,
+        None if args.no_lock else LOCK,
     )
     return 0
 

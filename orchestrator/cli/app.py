@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import sys
 import time
 import zipfile
@@ -57,9 +58,12 @@ from orchestrator.local.pipeline import (
     Action,
     Pipeline,
     PipelineError,
+    declaration_warnings,
+    known_variables,
     load_document,
     looks_like_pipeline,
     parse_pipeline,
+    pipeline_variables,
 )
 from orchestrator.local.runner import (
     DEFAULT_DATA_DIR,
@@ -300,6 +304,21 @@ def run(
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     args: ArgsOpt = None,
     artifact: ArtifactOpt = None,
+    variable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variable",
+            help="NAME=VALUE: a pipeline-level variable (#{variables.NAME}) for this "
+            "execution, over its default (repeatable).",
+        ),
+    ] = None,
+    newer_execution_at: Annotated[
+        str | None,
+        typer.Option(
+            help="A newer execution starts this long (pipeline time) after this one: show "
+            "what the pipeline's execution mode (SUPERSEDED, QUEUED, PARALLEL) makes of it.",
+        ),
+    ] = None,
     approvals: Annotated[
         bool,
         typer.Option(
@@ -325,6 +344,15 @@ def run(
     except (DefinitionError, PipelineError) as exc:
         _invalid(console, file, exc, json_output)
     pipeline = loaded.pipeline
+    try:
+        given = parse_pairs(variable or [], "--variable")
+        pipeline_variables(pipeline, given)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except PipelineError as exc:
+        _invalid(console, file, exc, json_output)
+    if not loaded.bare and not json_output:
+        _print_warnings(console, _refused(pipeline))
     options = RehearsalOptions(
         artifacts={name: a.data for name, a in loaded.artifacts.items()},
         reinvoke_delay=_duration(reinvoke_delay),
@@ -333,6 +361,8 @@ def run(
         reply_timeout=_timeout(reply_timeout, "--reply-timeout"),
         action_timeout=_timeout(action_timeout, "--action-timeout"),
         retry_failed=retry_failed,
+        variables=given,
+        newer_execution_at=None if newer_execution_at is None else _duration(newer_execution_at),
     )
     view = _noting_rehearsals(
         JsonView() if json_output else ConsoleView(console, speed, quiet=quiet), data_dir, speed
@@ -425,6 +455,14 @@ def validate(
         bool,
         typer.Option("--json", help="Print one JSON document: file, valid, errors, notes."),
     ] = False,
+    variable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variable",
+            help="NAME=VALUE: a pipeline-level variable's value to check the gates with "
+            "(default: its defaultValue; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Check a gate file (against --args) or every gate of a pipeline; exit 2 listing every
     problem. Inline UserParameters are read exactly as the Lambda reads them."""
@@ -433,25 +471,14 @@ def validate(
     notes: list[str] = []
     warnings: list[str] = []
     try:
+        given = parse_pairs(variable or [], "--variable")
         loaded = _load(file, arg_map, artifacts)
         if loaded.bare:
             warnings.extend(definition_warnings(check_gate(read_gate_file(file)[0], arg_map, "")))
-        errors: list[str] = []
-        for action in [] if loaded.bare else loaded.pipeline.actions:
-            if action.is_lambda_invoke:
-                where = f"{action.stage}/{action.name}"
-                found: list[str] = []
-                try:
-                    note = _check_action(action, artifacts, found)
-                except DefinitionError as exc:
-                    errors.extend(f"{where}: {line}" for line in exc.errors)
-                    continue
-                finally:
-                    warnings.extend(f"{where}: {line}" for line in found)
-                if note:
-                    notes.append(f"{where}: {note}")
-        if errors:
-            raise DefinitionError(errors)
+        else:
+            warnings.extend(_refused(loaded.pipeline))
+            known = known_variables(loaded.pipeline, given)
+            _check_actions(loaded.pipeline, artifacts, known, notes, warnings)
     except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
     except (DefinitionError, PipelineError) as exc:
@@ -476,6 +503,58 @@ def validate(
         console.print(f"  {note}", markup=False)
 
 
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write it to this file instead of printing it."),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the gate language (schema/gate.schema.json is this output),
+    for editors to complete and check gate files: docs/STEPS.md, "Editors"."""
+    from orchestrator.cli.schema import render_schema
+
+    text = render_schema()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+
+
+_PIPELINE_VARIABLE = re.compile(r"#\{variables\.([A-Za-z0-9@\-_]+)\}")
+
+
+def _check_actions(
+    pipeline: Pipeline,
+    artifacts: dict[str, LocalArtifact],
+    known: dict[str, str],
+    notes: list[str],
+    warnings: list[str],
+) -> None:
+    """Check every Lambda invoke action's gate; DefinitionError lists every problem."""
+    errors: list[str] = []
+    for action in pipeline.actions:
+        if action.is_lambda_invoke:
+            where = f"{action.stage}/{action.name}"
+            found: list[str] = []
+            try:
+                note = _check_action(action, artifacts, found, known)
+            except DefinitionError as exc:
+                errors.extend(f"{where}: {line}" for line in exc.errors)
+                continue
+            finally:
+                warnings.extend(f"{where}: {line}" for line in found)
+            if note:
+                notes.append(f"{where}: {note}")
+    if errors:
+        raise DefinitionError(errors)
+
+
+def _refused(pipeline: Pipeline) -> list[str]:
+    """The declaration's problems CodePipeline would refuse, as warnings (we run it anyway)."""
+    return [f"CodePipeline would refuse {line}" for line in declaration_warnings(pipeline)]
+
+
 def _print_warnings(console: Console, warnings: list[str]) -> None:
     for line in warnings:
         console.print(f"  [yellow]warning:[/] {escape(line)}")
@@ -490,13 +569,19 @@ def _print_validation(
 
 
 def _check_action(
-    action: Action, artifacts: dict[str, LocalArtifact], warnings: list[str] | None = None
+    action: Action,
+    artifacts: dict[str, LocalArtifact],
+    warnings: list[str] | None = None,
+    known: dict[str, str] | None = None,
 ) -> str:
-    """Check one Lambda invoke action's UserParameters as the handler reads them (with
-    stand-ins for `#{...}` variables); a note on what was not checked, `warnings` added."""
+    """Check one Lambda invoke action's UserParameters as the handler reads them: pipeline
+    variables (`known`: `#{variables.NAME}`) with their values, stand-ins for the other
+    `#{...}` variables; a note on what was not checked, `warnings` added."""
     text = action.configuration.get("UserParameters")
     if text is None:
         raise DefinitionError(["UserParameters: missing; expected a gate or a reference"])
+    if known:
+        text = _PIPELINE_VARIABLE.sub(lambda m: known.get(m.group(1), m.group(0)), text)
     found: list[str] = [] if warnings is None else warnings
     return check_user_parameters(text, artifacts, action.input_artifacts, found)
 

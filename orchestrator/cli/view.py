@@ -6,6 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.definition import parse_definition
@@ -53,6 +54,23 @@ class ConsoleView:
         self.console.print(f"state: {e['description']}, table [bold]{e['table']}[/]")
         if self.speed != 1:
             self.console.print(f"clock: {self.speed:g}x real time")
+
+    def _pipeline(self, e: Event) -> None:
+        values = ", ".join(f"{k}={v}" for k, v in e["variables"].items())
+        self.console.print(
+            f"pipeline [bold]{e['name']}[/], execution mode {e['execution_mode']}"
+            + (f"; variables: {escape(values)}" if values else "")
+        )
+
+    def _newer_execution(self, e: Event) -> None:
+        when = format_duration(e["elapsed"])
+        if e["phase"] == "arrived":
+            self.console.print(
+                f"[yellow]a newer execution started[/] at +{when} ({e['mode']}): "
+                f"{escape(e['effect'])}"
+            )
+        else:
+            self.console.print(f"[yellow]newer execution:[/] {escape(e['effect'])} (+{when})")
 
     def _action_skipped(self, e: Event) -> None:
         self.console.print(

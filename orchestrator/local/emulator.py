@@ -154,6 +154,7 @@ class CodePipelineEmulator:
         self._lock = threading.RLock()
         self._jobs: dict[str, JobRecord] = {}
         self._executions: dict[tuple[str, str], dict[str, Any]] = {}
+        self._declared: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         self._requests: list[str] = []
         self._rng = random.Random(self.faults.seed)
         self._script = deque(self.faults.script)
@@ -268,6 +269,19 @@ class CodePipelineEmulator:
             self._jobs[job_id] = record
             self._executions.setdefault((pipeline_name, execution_id), started_by)
         return record
+
+    def declare_execution(
+        self,
+        pipeline_name: str,
+        execution_id: str,
+        *,
+        mode: str = "SUPERSEDED",
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        """The execution's mode and pipeline-level variables, as GetPipelineExecution reports
+        them (`executionMode`, `variables` with their resolved values)."""
+        with self._lock:
+            self._declared[(pipeline_name, execution_id)] = (mode, dict(variables or {}))
 
     def job(self, job_id: str) -> JobRecord:
         with self._lock:
@@ -425,6 +439,7 @@ class CodePipelineEmulator:
         with self._lock:
             trigger = self._executions.get((name, execution_id))
             known = any(pipeline == name for pipeline, _ in self._executions)
+            mode, variables = self._declared.get((name, execution_id), ("SUPERSEDED", {}))
         if trigger is None:
             if not known:
                 raise ServiceError("PipelineNotFoundException", f"pipeline {name} does not exist")
@@ -440,9 +455,13 @@ class CodePipelineEmulator:
                 "status": "InProgress",
                 "artifactRevisions": [],
                 "trigger": dict(trigger),
-                "executionMode": "SUPERSEDED",
+                "executionMode": mode,
             }
         }
+        if variables:
+            response["pipelineExecution"]["variables"] = [
+                {"name": name, "resolvedValue": value} for name, value in variables.items()
+            ]
         errors = wire.validate_output("GetPipelineExecution", response)
         if errors:
             logger.error("emulator built an invalid GetPipelineExecution response: %s", errors)

@@ -3,6 +3,19 @@
 Accepted: `aws codepipeline get-pipeline` output (`{"pipeline": {"stages": [...]}}`),
 the `AWS::CodePipeline::Pipeline` resource's Properties (`Stages`/`Actions`, PascalCase),
 or a whole CloudFormation template holding one such resource. JSON or YAML.
+
+V2 pipelines' own conventions:
+
+- pipeline-level variables (`variables: [{name, defaultValue, description}]`), read as
+  `#{variables.NAME}` in any action's configuration; a start (`orchestrator run --variable
+  NAME=VALUE`, StartPipelineExecution's `variables`) overrides a default, and one without a
+  default must be given (`pipeline_variables`);
+- `executionMode` (SUPERSEDED, the default; QUEUED; PARALLEL): the rehearsal runs one
+  execution and says what a newer one would do (`orchestrator.local.runner`);
+- `declaration_warnings`: what CreatePipeline or UpdatePipeline would refuse, from botocore's
+  model of CodePipeline (names' patterns and lengths, runOrder, enums, counts) and the
+  documented quotas (2 to 50 stages, at most 50 actions a stage), and V2-only features in a
+  V1 pipeline.
 """
 
 from __future__ import annotations
@@ -16,6 +29,13 @@ from orchestrator.exceptions import DefinitionError
 from orchestrator.reference import MAX_DEPTH, check_inline_length
 
 LAMBDA_INVOKE = ("Invoke", "AWS", "Lambda", "1")
+EXECUTION_MODES = ("SUPERSEDED", "QUEUED", "PARALLEL")
+"""CodePipeline's execution modes; SUPERSEDED is its default (and V1's only one)."""
+PIPELINE_VARIABLES = "variables"
+"""The namespace of pipeline-level variables: `#{variables.NAME}`."""
+MAX_STAGES = 50
+MAX_ACTIONS_PER_STAGE = 50
+"""CodePipeline's quotas (its documentation's "Quotas" page), which botocore's model omits."""
 _VARIABLE = re.compile(r"#\{([A-Za-z0-9@\-_]+)\.([A-Za-z0-9@\-_]+)\}")
 
 
@@ -46,9 +66,22 @@ class Action:
 
 
 @dataclass(frozen=True)
+class PipelineVariable:
+    """A pipeline-level variable (V2): its value is the start's, else `default`."""
+
+    name: str
+    default: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Pipeline:
     name: str
     stages: list[tuple[str, list[Action]]]
+    variables: list[PipelineVariable] = field(default_factory=list)
+    execution_mode: str = "SUPERSEDED"
+    pipeline_type: str | None = None
+    """`V1`, `V2`, or None when the declaration does not say (CodePipeline then makes V1)."""
 
     @property
     def actions(self) -> list[Action]:
@@ -138,6 +171,11 @@ def parse_pipeline(document: Any) -> Pipeline:
     stages_raw = body.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise PipelineError("stages: expected a non-empty list")
+    variables = _variables(body.get("variables"))
+    mode = body.get("executionmode") or "SUPERSEDED"
+    if mode not in EXECUTION_MODES:
+        raise PipelineError(f"executionMode: {mode!r} is not one of {', '.join(EXECUTION_MODES)}")
+    kind = body.get("pipelinetype")
     stages = []
     for s_index, stage in enumerate(stages_raw):
         if not isinstance(stage, dict) or not isinstance(stage.get("name"), str):
@@ -147,7 +185,146 @@ def parse_pipeline(document: Any) -> Pipeline:
             for a_index, raw in enumerate(stage.get("actions") or [])
         ]
         stages.append((stage["name"], actions))
-    return Pipeline(name=name, stages=stages)
+    return Pipeline(
+        name=name,
+        stages=stages,
+        variables=variables,
+        execution_mode=mode,
+        pipeline_type=kind if isinstance(kind, str) else None,
+    )
+
+
+def _variables(raw: Any) -> list[PipelineVariable]:
+    """The declaration's `variables` (`Variables` in CloudFormation: Name, DefaultValue)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise PipelineError("variables: expected a list of {name, defaultValue, description}")
+    found: list[PipelineVariable] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise PipelineError(f"variables[{index}].name: required")
+        default = item.get("defaultvalue")
+        found.append(
+            PipelineVariable(
+                name=item["name"],
+                default=None if default is None else _text(default),
+                description=str(item.get("description") or ""),
+            )
+        )
+    return found
+
+
+def known_variables(pipeline: Pipeline, given: dict[str, str]) -> dict[str, str]:
+    """The pipeline variables whose values are known before a start: `given` over the
+    declared defaults. PipelineError for a given variable the pipeline does not declare."""
+    declared = {variable.name: variable for variable in pipeline.variables}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise PipelineError(
+            f"--variable {unknown[0]}: the pipeline declares no such variable (it declares: "
+            f"{', '.join(declared) or 'none'})"
+        )
+    defaults = {name: v.default for name, v in declared.items() if v.default is not None}
+    return {**defaults, **given}
+
+
+def pipeline_variables(pipeline: Pipeline, given: dict[str, str]) -> dict[str, str]:
+    """The values of the pipeline's variables for one execution: `given` (the start's
+    overrides) over the declared defaults. PipelineError, as StartPipelineExecution refuses
+    it, for a variable the pipeline does not declare or one with neither value nor default."""
+    known_variables(pipeline, given)
+    declared = {variable.name: variable for variable in pipeline.variables}
+    values: dict[str, str] = {}
+    for name, variable in declared.items():
+        value = given.get(name, variable.default)
+        if value is None:
+            raise PipelineError(
+                f"variables: {name!r} has no default: give it when starting "
+                f"(orchestrator run --variable {name}=VALUE)"
+            )
+        if not 1 <= len(value) <= 1000:
+            raise PipelineError(f"variables: {name!r} must be 1 to 1,000 characters")
+        values[name] = value
+    return values
+
+
+def declaration_warnings(pipeline: Pipeline) -> list[str]:
+    """What CodePipeline would refuse in this declaration (CreatePipeline/UpdatePipeline), as
+    `path: reason` lines: the rehearsal runs it anyway, so say it before AWS does."""
+    from orchestrator.local import wire
+
+    found = wire.validate_shape("PipelineName", pipeline.name, "name")
+    if not 2 <= len(pipeline.stages) <= MAX_STAGES:
+        found.append(f"stages: {len(pipeline.stages)}; a pipeline has 2 to {MAX_STAGES} stages")
+    stage_names: set[str] = set()
+    for index, (stage, actions) in enumerate(pipeline.stages):
+        where = f"stages[{index}]"
+        if stage in stage_names:
+            found.append(f"{where}.name: another stage is named {stage!r}")
+        stage_names.add(stage)
+        declaration = {"name": stage, "actions": [_declared(action) for action in actions]}
+        found += wire.validate_shape("StageDeclaration", declaration, where)
+        if not actions:
+            found.append(f"{where}.actions: a stage has at least 1 action")
+        if len(actions) > MAX_ACTIONS_PER_STAGE:
+            found.append(
+                f"{where}.actions: {len(actions)} actions; at most {MAX_ACTIONS_PER_STAGE} a stage"
+            )
+        names = [action.name for action in actions]
+        for name in sorted({name for name in names if names.count(name) > 1}):
+            found.append(f"{where}.actions: more than one action is named {name!r}")
+    declared = [
+        {
+            "name": v.name,
+            **({"defaultValue": v.default} if v.default is not None else {}),
+            **({"description": v.description} if v.description else {}),
+        }
+        for v in pipeline.variables
+    ]
+    found += wire.validate_shape("PipelineVariableDeclarationList", declared, "variables")
+    if pipeline.pipeline_type is not None:
+        found += wire.validate_shape("PipelineType", pipeline.pipeline_type, "pipelineType")
+    if pipeline.pipeline_type != "V2":
+        kind = pipeline.pipeline_type or "V1 (no pipelineType)"
+        if pipeline.variables:
+            found.append(f"variables: pipeline-level variables need pipelineType V2, not {kind}")
+        if pipeline.execution_mode != "SUPERSEDED":
+            found.append(
+                f"executionMode: {pipeline.execution_mode} needs pipelineType V2, not {kind}"
+            )
+    known = {variable.name for variable in pipeline.variables}
+    for index, (_, actions) in enumerate(pipeline.stages):
+        for a_index, action in enumerate(actions):
+            for key, value in action.configuration.items():
+                for namespace, name in _VARIABLE.findall(value):
+                    if namespace == PIPELINE_VARIABLES and name not in known:
+                        found.append(
+                            f"stages[{index}].actions[{a_index}].configuration.{key}: "
+                            f"#{{variables.{name}}} names no variable of the pipeline"
+                        )
+    return found
+
+
+def _declared(action: Action) -> dict[str, Any]:
+    """The action as CreatePipeline receives it (its API field names)."""
+    category, owner, provider, version = action.type_id
+    declared: dict[str, Any] = {
+        "name": action.name,
+        "actionTypeId": {
+            "category": category,
+            "owner": owner,
+            "provider": provider,
+            "version": version,
+        },
+        "runOrder": action.run_order,
+        "configuration": action.configuration,
+        "inputArtifacts": [{"name": name} for name in action.input_artifacts],
+        "outputArtifacts": [{"name": name} for name in action.output_artifacts],
+    }
+    if action.namespace is not None:
+        declared["namespace"] = action.namespace
+    return declared
 
 
 def _action(stage: str, raw: Any, path: str) -> Action:
@@ -217,6 +394,11 @@ def resolve_variables(
         try:
             return variables[namespace][variable]
         except KeyError:
+            if namespace == PIPELINE_VARIABLES:
+                raise PipelineError(
+                    f"unable to resolve variable #{{variables.{variable}}}: the pipeline "
+                    f"declares no variable '{variable}'"
+                ) from None
             raise PipelineError(
                 f"unable to resolve variable #{{{namespace}.{variable}}}: no earlier action "
                 f"in namespace '{namespace}' produced '{variable}'"

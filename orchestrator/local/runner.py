@@ -31,7 +31,14 @@ from orchestrator import _log, handler
 from orchestrator.clock import VirtualClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
-from orchestrator.local.pipeline import Action, Pipeline, PipelineError, resolve_variables
+from orchestrator.local.pipeline import (
+    PIPELINE_VARIABLES,
+    Action,
+    Pipeline,
+    PipelineError,
+    pipeline_variables,
+    resolve_variables,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -405,6 +412,11 @@ class RehearsalOptions:
     pipeline_execution_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     retry_failed: bool = False
     """A failed action is retried once ("Retry failed actions": same execution, new job)."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """Pipeline-level variables given at the start, over the declared defaults."""
+    newer_execution_at: float | None = None
+    """Seconds (pipeline time) after the start when a newer execution of the pipeline starts
+    and reaches the stage this one is in: what its execution mode makes of it is shown."""
 
 
 @dataclass
@@ -427,7 +439,6 @@ def rehearse(
     """Run the pipeline's actions in order; Lambda invoke actions go through the emulator."""
     assert stack.emulator is not None
     clock = stack.clock
-    served = stack.serve_artifacts(options.artifacts)
     if stack.approvals:
         stack.serve_approvals(_email_approvers(pipeline, options.artifacts))
     handler.use(handler.build_app(clock, stack.log_stream, stack.settings()))
@@ -435,7 +446,46 @@ def rehearse(
         "codepipeline": {"PipelineExecutionId": options.pipeline_execution_id}
     }
     run_ids: list[str] = []
+    try:
+        values = pipeline_variables(pipeline, options.variables)
+    except PipelineError as exc:
+        return Rehearsal("Failed", variables, "ConfigurationError", str(exc), run_ids)
+    if pipeline.variables:
+        variables[PIPELINE_VARIABLES] = values
+    stack.emulator.declare_execution(
+        pipeline.name,
+        options.pipeline_execution_id,
+        mode=pipeline.execution_mode,
+        variables=values,
+    )
+    if values or pipeline.execution_mode != "SUPERSEDED" or options.newer_execution_at is not None:
+        emit(
+            {
+                "event": "pipeline",
+                "name": pipeline.name,
+                "execution_id": options.pipeline_execution_id,
+                "execution_mode": pipeline.execution_mode,
+                "variables": values,
+            }
+        )
+    newer = NewerExecution(pipeline, options, clock.now, emit)
+    result = _rehearse_actions(stack, pipeline, options, emit, variables, run_ids, newer)
+    newer.left(newer.stage)  # the execution ends: its stage unlocks
+    return result
+
+
+def _rehearse_actions(
+    stack: LocalStack,
+    pipeline: Pipeline,
+    options: RehearsalOptions,
+    emit: Callable[[Event], None],
+    variables: dict[str, dict[str, str]],
+    run_ids: list[str],
+    newer: NewerExecution,
+) -> Rehearsal:
+    served = stack.serve_artifacts(options.artifacts)
     for action in pipeline.actions:
+        newer.enter(action.stage)
         where = {"stage": action.stage, "action": action.name}
         if not action.is_lambda_invoke:
             emit(
@@ -469,7 +519,7 @@ def rehearse(
             }
         )
         inputs = [served[name] for name in action.input_artifacts if name in served]
-        result = _run_one(stack, pipeline, action, configuration, options, emit, inputs)
+        result = _run_one(stack, pipeline, action, configuration, options, emit, inputs, newer)
         run_ids.append(result.jobs[0].job_id)
         if result.status == "Failed" and options.retry_failed:
             emit({"event": "action_retried", **where, "reason": result.failure_message or ""})
@@ -491,6 +541,7 @@ def _run_one(
     options: RehearsalOptions,
     emit: Callable[[Event], None],
     input_artifacts: list[dict[str, Any]],
+    newer: NewerExecution | None = None,
 ) -> Any:
     assert stack.emulator is not None
     clock = stack.clock
@@ -503,6 +554,8 @@ def _run_one(
         rounds += 1
         event = _round_event(job, rounds, clock.now() - started, where)
         emit(event)
+        if newer is not None:
+            newer.check()
         if stack.approvals and event["status"] == "InProgress" and event["run_id"]:
             for shown in stack.approval_links(str(event["run_id"])):
                 emit({**shown, **where})
@@ -545,6 +598,97 @@ def _run_one(
         }
     )
     return result
+
+
+class NewerExecution:
+    """A newer execution of the pipeline, started `options.newer_execution_at` after this
+    one and reaching the stage this one is in (the rehearsal runs one execution; this says
+    what CodePipeline does with the other). In every mode the running gate runs on:
+    CodePipeline never interrupts an action in progress for a newer execution.
+
+    SUPERSEDED  a stage holds one execution at a time: the newer one waits at the stage's
+                entrance and enters when this one leaves; while it waits, a yet newer one
+                would supersede it (waiting executions are superseded, running ones never)
+    QUEUED      the same lock, but waiting executions keep their turn: each one enters in order
+    PARALLEL    no stage lock: it runs at once, with its own run of every gate, alongside
+                this one (steps that must not overlap in an environment take a `lock`)
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        options: RehearsalOptions,
+        now: Callable[[], float],
+        emit: Callable[[Event], None],
+    ) -> None:
+        self.mode = pipeline.execution_mode
+        self.at = options.newer_execution_at
+        self.now = now
+        self.started = now()
+        self.emit = emit
+        self.execution_id = str(uuid.uuid4())
+        self.stage = ""
+        self.waiting_at: str | None = None
+
+    def enter(self, stage: str) -> None:
+        """This execution enters `stage` (or stays in it)."""
+        if stage != self.stage:
+            self.left(self.stage)
+            self.stage = stage
+        self.check()
+
+    def check(self) -> None:
+        """Has the newer execution arrived (pipeline time)?"""
+        if self.at is None or not self.stage or self.now() - self.started < self.at:
+            return
+        self.at = None  # it arrives once
+        self.waiting_at = self.stage if self.mode != "PARALLEL" else None
+        self.emit(
+            {
+                "event": "newer_execution",
+                "phase": "arrived",
+                "execution_id": self.execution_id,
+                "mode": self.mode,
+                "stage": self.stage,
+                "elapsed": round(self.now() - self.started, 3),
+                "effect": _ARRIVAL[self.mode].format(stage=self.stage),
+            }
+        )
+
+    def left(self, stage: str) -> None:
+        """This execution leaves `stage` (to the next one, or it ended): a newer execution
+        waiting at its entrance enters."""
+        if not stage or self.waiting_at != stage:
+            return
+        self.waiting_at = None
+        self.emit(
+            {
+                "event": "newer_execution",
+                "phase": "entered",
+                "execution_id": self.execution_id,
+                "mode": self.mode,
+                "stage": stage,
+                "elapsed": round(self.now() - self.started, 3),
+                "effect": f"this execution left stage '{stage}': the newer one enters it",
+            }
+        )
+
+
+_ARRIVAL = {
+    "SUPERSEDED": (
+        "stage '{stage}' holds this execution: the newer one waits at its entrance, and this "
+        "gate runs on (CodePipeline never interrupts an action in progress). A yet newer "
+        "execution would supersede the waiting one, not this one"
+    ),
+    "QUEUED": (
+        "stage '{stage}' holds this execution: the newer one waits in line at its entrance "
+        "and enters when this one leaves; this gate runs on, and no execution is skipped"
+    ),
+    "PARALLEL": (
+        "no stage lock in PARALLEL mode: the newer execution runs at once, with its own run "
+        "of this gate alongside this one (a `lock` step keeps them from overlapping)"
+    ),
+}
 
 
 def _email_approvers(pipeline: Pipeline, artifacts: Mapping[str, bytes]) -> list[str]:

@@ -272,6 +272,23 @@ def test_get_pipeline_execution_names_the_trigger_of_known_executions(
         emulator.create_job(CONFIG, trigger={"triggerType": "Magic", "triggerDetail": "x"})
 
 
+def test_get_pipeline_execution_reports_the_declared_mode_and_variables(
+    emulator: CodePipelineEmulator, client: CodePipelineClient
+) -> None:
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.create_job(CONFIG, pipeline_name="shop", pipeline_execution_id=one)
+    emulator.create_job(CONFIG, pipeline_name="shop", pipeline_execution_id=two)
+    emulator.declare_execution("shop", two, mode="QUEUED", variables={"stage": "prod"})
+    plain = client.get_pipeline_execution(pipelineName="shop", pipelineExecutionId=one)
+    assert plain["pipelineExecution"]["executionMode"] == "SUPERSEDED"
+    assert "variables" not in plain["pipelineExecution"]
+    declared = client.get_pipeline_execution(pipelineName="shop", pipelineExecutionId=two)
+    assert declared["pipelineExecution"]["executionMode"] == "QUEUED"
+    assert declared["pipelineExecution"]["variables"] == [
+        {"name": "stage", "resolvedValue": "prod"}
+    ]
+
+
 def test_other_operations_are_unknown(client: CodePipelineClient) -> None:
     assert error_of(lambda: client.get_pipeline_state(name="p"))[0] == "UnknownOperationException"
 

@@ -197,3 +197,30 @@ def test_the_oidc_client_secret_is_read_only_when_given_and_only_that_secret() -
     from orchestrator.settings import Settings
 
     assert {"oidc_issuer", "oidc_client_id", "oidc_client_secret_arn"} <= set(Settings.model_fields)
+
+
+def test_customer_managed_keys_reach_the_endpoint_only_through_their_services() -> None:
+    """The endpoint reads the table and the signing key: with their own KMS keys it may use
+    those keys through DynamoDB and Secrets Manager only; the queue's key is not its own."""
+    table_key = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    secret_key = "arn:aws:kms:eu-west-1:123456789012:key/66666666-2222-3333-4444-555555555555"
+    queue_key = "arn:aws:kms:eu-west-1:123456789012:key/77777777-2222-3333-4444-555555555555"
+    without = _statements(ENDPOINT_ROLE)
+    given = _statements(
+        ENDPOINT_ROLE,
+        TableKmsKeyArn=table_key,
+        SecretKmsKeyArn=secret_key,
+        QueueKmsKeyArn=queue_key,
+    )
+    table, secret = given.pop("UseTableKey"), given.pop("UseSecretKey")
+    assert given == without
+    assert table["Resource"] == table_key
+    assert table["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}
+    }
+    assert secret["Action"] == ["kms:Decrypt"] and secret["Resource"] == secret_key
+    assert secret["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+        }
+    }

@@ -433,6 +433,9 @@ CONDITIONAL = {
     "GateBucketArns": {"ReadGateDefinitions"},
     "NotificationTopicArns": {"PublishToOtherTopics"},
     "AssumableRoleArns": {"AssumeTargetRoles"},
+    "TableKmsKeyArn": {"UseTableKey"},
+    "SecretKmsKeyArn": {"UseSecretKey"},
+    "QueueKmsKeyArn": {"UseQueueKey"},
 }
 ALWAYS = {
     "AnswerCodePipelineJobs",
@@ -477,6 +480,9 @@ CALENDARS = "arn:aws:ssm:eu-west-1:123456789012:document/prod-change-calendar"
 GATE_BUCKETS = "arn:aws:s3:::my-gates,arn:aws:s3:::team-gates"
 TOPICS = "arn:aws:sns:eu-west-1:123456789012:ops,arn:aws:sns:eu-west-1:123456789012:dev"
 TARGET_ROLES = "arn:aws:iam::222233334444:role/orchestrator-gate,arn:aws:iam::555566667777:role/orchestrator-gate"  # noqa: E501
+TABLE_KEY = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+SECRET_KEY = "arn:aws:kms:eu-west-1:123456789012:key/66666666-2222-3333-4444-555555555555"
+QUEUE_KEY = "arn:aws:kms:eu-west-1:123456789012:key/77777777-2222-3333-4444-555555555555"
 
 
 def test_conditional_statements_name_exactly_the_given_arns() -> None:
@@ -490,6 +496,9 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         GateBucketArns=GATE_BUCKETS,
         NotificationTopicArns=TOPICS,
         AssumableRoleArns=TARGET_ROLES,
+        TableKmsKeyArn=TABLE_KEY,
+        SecretKmsKeyArn=SECRET_KEY,
+        QueueKmsKeyArn=QUEUE_KEY,
     )
     assert set(statements) == ALWAYS | set().union(*CONDITIONAL.values())
     assert statements["ReadMetrics"] == {
@@ -498,6 +507,23 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
         "Action": "cloudwatch:GetMetricData",
         "Resource": "*",
     }
+    for sid, key, service, actions in (
+        ("UseTableKey", TABLE_KEY, "dynamodb",
+         ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]),
+        ("UseSecretKey", SECRET_KEY, "secretsmanager", ["kms:Decrypt"]),
+        ("UseQueueKey", QUEUE_KEY, "sqs", ["kms:Decrypt", "kms:GenerateDataKey"]),
+    ):  # fmt: skip
+        assert statements[sid] == {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": key,
+            "Condition": {
+                "StringEquals": {
+                    "kms:ViaService": {"Fn::Sub": f"{service}.${{AWS::Region}}.amazonaws.com"}
+                }
+            },
+        }
     assert statements["StartStateMachines"]["Action"] == "states:StartExecution"
     assert statements["StartStateMachines"]["Resource"] == MACHINES.split(",")
     assert statements["DescribeStateMachineExecutions"]["Action"] == "states:DescribeExecution"
@@ -538,6 +564,9 @@ def test_each_parameter_adds_only_its_own_statements(parameter: str, sids: set[s
         "GateBucketArns": GATE_BUCKETS,
         "NotificationTopicArns": TOPICS,
         "AssumableRoleArns": TARGET_ROLES,
+        "TableKmsKeyArn": TABLE_KEY,
+        "SecretKmsKeyArn": SECRET_KEY,
+        "QueueKmsKeyArn": QUEUE_KEY,
     }
     assert set(role_statements(**{parameter: values[parameter]})) == ALWAYS | sids
 
@@ -663,7 +692,8 @@ def test_the_gate_bucket_parameter_is_declared_like_the_other_arn_lists() -> Non
     assert "ssm:/" in template["Parameters"]["SsmParameterArns"]["Description"]
     groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
     (may_call,) = [g for g in groups if g["Label"]["default"].startswith("What gates may call")]
-    assert set(CONDITIONAL) <= set(may_call["Parameters"])
+    keys = {"TableKmsKeyArn", "SecretKmsKeyArn", "QueueKmsKeyArn"}
+    assert set(CONDITIONAL) - keys <= set(may_call["Parameters"])
     grouped = [name for group in groups for name in group["Parameters"]]
     assert sorted(grouped) == sorted(template["Parameters"])  # each exactly once
     assert template["Conditions"]["HasGateBuckets"] == {
@@ -746,9 +776,57 @@ def test_failed_invocations_go_to_an_encrypted_queue() -> None:
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["FailureQueue", "Arn"]
     }
-    assert resources["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    template = transformed()
+    plain = Evaluator(template, parameter_values(template)).value(resources["FailureQueue"])
+    assert plain["Properties"]["SqsManagedSseEnabled"] is True
+    assert "KmsMasterKeyId" not in plain["Properties"]
+    keyed = Evaluator(template, parameter_values(template, QueueKmsKeyArn=QUEUE_KEY)).value(
+        resources["FailureQueue"]
+    )
+    assert keyed["Properties"]["KmsMasterKeyId"] == QUEUE_KEY
+    assert "SqsManagedSseEnabled" not in keyed["Properties"]
     topic = resources["NotificationTopic"]["Properties"]
     assert topic["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def test_customer_managed_keys_and_reserved_concurrency_are_optional() -> None:
+    """Empty parameters: AWS's own encryption and unreserved concurrency, as before; given,
+    each goes where it belongs and nowhere else."""
+    template = transformed()
+    resources = template["Resources"]
+
+    def evaluated(**given: str) -> dict[str, Any]:
+        found = Evaluator(template, parameter_values(template, **given)).value(resources)
+        assert isinstance(found, dict)
+        return found
+
+    plain = evaluated()
+    assert plain["RunsTable"]["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+    assert "KmsKeyId" not in plain["ApprovalSigningKey"]["Properties"]
+    for function in (FUNCTION, "ApprovalFunction"):
+        assert "ReservedConcurrentExecutions" not in plain[function]["Properties"]
+    given = evaluated(
+        TableKmsKeyArn=TABLE_KEY,
+        SecretKmsKeyArn=SECRET_KEY,
+        ReservedConcurrency="20",
+        ApprovalReservedConcurrency="5",
+    )
+    assert given["RunsTable"]["Properties"]["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": TABLE_KEY,
+    }
+    assert given["ApprovalSigningKey"]["Properties"]["KmsKeyId"] == SECRET_KEY
+    assert given[FUNCTION]["Properties"]["ReservedConcurrentExecutions"] == "20"
+    assert given["ApprovalFunction"]["Properties"]["ReservedConcurrentExecutions"] == "5"
+    for name in ("TableKmsKeyArn", "SecretKmsKeyArn", "QueueKmsKeyArn"):
+        pattern = re.compile(template["Parameters"][name]["AllowedPattern"])
+        assert pattern.fullmatch("") and pattern.fullmatch(TABLE_KEY)
+        assert not pattern.fullmatch("alias/aws/sqs")
+    for name in ("ReservedConcurrency", "ApprovalReservedConcurrency"):
+        pattern = re.compile(template["Parameters"][name]["AllowedPattern"])
+        assert pattern.fullmatch("") and pattern.fullmatch("20")
+        assert not pattern.fullmatch("0")  # zero reserved is a function that never runs
 
 
 def test_the_runs_table_keeps_what_the_code_relies_on() -> None:
@@ -1025,14 +1103,15 @@ def _recipe(target: str) -> list[str]:
 
 def test_sam_builds_the_function_with_the_make_target() -> None:
     function = load_cfn(TEMPLATE)["Resources"][FUNCTION]
-    assert function["Metadata"] == {"BuildMethod": "makefile"}
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert set(function["Metadata"]) <= {"BuildMethod", "checkov"}  # test_scanners.py
     assert function["Properties"]["CodeUri"] == "."
     assert _recipe(f"build-{FUNCTION}") == [
         '$(PY) scripts/build_lambda.py --artifacts-dir "$(ARTIFACTS_DIR)" --no-zip'
     ]
     # The approval endpoint runs from the very same package.
     endpoint = load_cfn(TEMPLATE)["Resources"][APPROVAL_FUNCTION]
-    assert endpoint["Metadata"] == {"BuildMethod": "makefile"}
+    assert endpoint["Metadata"]["BuildMethod"] == "makefile"
     assert endpoint["Properties"]["CodeUri"] == "."
     assert _recipe(f"build-{APPROVAL_FUNCTION}") == _recipe(f"build-{FUNCTION}")
     assert _recipe("build") == ["$(PY) scripts/build_lambda.py"]
@@ -1043,7 +1122,8 @@ def _packaged() -> dict[PurePosixPath, Path]:
 
 
 def test_the_package_takes_only_the_runtime_code() -> None:
-    """orchestrator/ minus two whole folders, cli/ and local/; nothing else, no template."""
+    """orchestrator/ minus three whole folders, cli/, local/ and cdk/; nothing else, no
+    template."""
     packaged = _packaged()
     for required in (
         "orchestrator/handler.py",
@@ -1054,12 +1134,17 @@ def test_the_package_takes_only_the_runtime_code() -> None:
         assert PurePosixPath(required) in packaged, required
     for path in packaged:
         assert path.parts[0] == "orchestrator", path
-        assert path.parts[:2] not in {("orchestrator", "local"), ("orchestrator", "cli")}, path
+        assert path.parts[:2] not in {
+            ("orchestrator", "local"),
+            ("orchestrator", "cli"),
+            ("orchestrator", "cdk"),
+        }, path
         assert "__pycache__" not in path.parts, path
         assert path.suffix == ".py", path  # no template.yaml, no bytecode from the tree
     assert (
         PurePosixPath("orchestrator/local"),
         PurePosixPath("orchestrator/cli"),
+        PurePosixPath("orchestrator/cdk"),
     ) == build_lambda.EXCLUDED
     for folder in build_lambda.EXCLUDED:  # each names a folder that exists
         assert (ROOT / folder).is_dir(), folder
