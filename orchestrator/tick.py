@@ -164,7 +164,7 @@ class Ticker:
                 record = self._store.load(job.id)
                 pipeline = key = None
                 if record is None:  # else another delivery of this first job made the run
-                    pipeline = self._job_context.identify(job)
+                    pipeline = self._identify(job)
                     key = _execution_key(pipeline)
                 linked = (
                     self._store.link_execution(key, job.id, self._expires(now))
@@ -235,6 +235,18 @@ class Ticker:
                 break
             answer, _, _, version = again
         return answer, progress
+
+    def _identify(self, job: Job) -> dict[str, Any] | None:
+        """Which pipeline execution's action the job is (for resume on retry); a refusal
+        (no codepipeline:GetJobDetails) only means the run cannot be resumed by a retry."""
+        try:
+            return self._job_context.identify(job)
+        except TerminalError as exc:
+            log.warning(
+                "pipeline execution unknown: a retry will start over",
+                extra={"run_id": job.id, "error": str(exc)},
+            )
+            return None
 
     def _expires(self, now: float) -> int:
         return int(now + MAX_GATE_TIMEOUT + self._config.ttl_days * 86400)

@@ -349,7 +349,9 @@ def test_a_rate_that_stays_low_for_stable_for_passes_and_not_before(rig: StepsRi
     assert held, summaries(result)  # the evidence grew poll by poll before the success
 
 
-def test_fail_if_is_tolerated_once_under_failure_limit_and_the_next_poll_fails(rig: StepsRig) -> None:
+def test_fail_if_is_tolerated_once_under_failure_limit_and_the_next_poll_fails(
+    rig: StepsRig,
+) -> None:
     ns = namespace()
     # errors jump from the series' 20th minute on: the first poll that sees it is tolerated,
     # the next one fails (polls are what failure_limit counts, however far apart they come)

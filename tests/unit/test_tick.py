@@ -302,3 +302,33 @@ def test_losing_the_race_while_the_store_fails_defers_instead_of_failing() -> No
     answer = rig.tick(job(WAIT_GATE, token))
     assert answer.kind is AnswerKind.IN_PROGRESS
     assert answer.summary == "state store unavailable; will retry at the next check"
+
+
+class RefusingPipelineContext:
+    """A JobContext whose GetJobDetails is refused (the role lacks the permission)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def gather(self, job: Job, definition: Any, state: Any) -> dict[str, Any]:
+        return {}
+
+    def finish(self, job: Job, definition: Any, state: Any) -> None:
+        return None
+
+    def identify(self, job: Job) -> dict[str, Any] | None:
+        from orchestrator.exceptions import GateFailed
+
+        self.asked += 1
+        raise GateFailed("GetJobDetails refused (AccessDeniedException)")
+
+
+def test_a_refused_get_job_details_only_costs_resume_on_retry() -> None:
+    """A gate that does not read the pipeline still runs when the role may not ask which
+    execution's action a job is: a retry would start over, nothing else changes."""
+    rig = Rig()
+    refusing = RefusingPipelineContext()
+    rig.ticker = Ticker(rig.store, rig.reporter, rig.clock, job_context=refusing)
+    answer = rig.tick(job(WAIT_GATE))
+    assert answer.kind is AnswerKind.IN_PROGRESS
+    assert refusing.asked == 1 and rig.store.executions == {}
