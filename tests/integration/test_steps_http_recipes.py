@@ -24,6 +24,7 @@ import pytest
 
 from tests.http_stub import Loopback, QuietHandler
 from tests.integration.test_steps_rig import StepsRig, steps_rig
+from tests.integration.test_steps_secrets import assert_nowhere
 from tests.reliability.canaries import SCANNER
 
 if TYPE_CHECKING:
@@ -187,19 +188,6 @@ def datadog_gate(rig: StepsRig, url: str, secret: str) -> dict[str, Any]:
     gate = pointed_at(recipe("datadog"), "https://api.datadoghq.com", url)
     text = json.dumps(gate).replace('"datadog/gate-reader"', json.dumps(secret))
     return dict(json.loads(text))
-
-
-def assert_nowhere(rig: StepsRig, results: list[ActionResult], caplog: Any, keys: Any) -> None:
-    haystacks = {
-        "logs": rig.logs.getvalue() + caplog.text,
-        "items": json.dumps(rig.items()),
-        "requests to CodePipeline": "\n".join(rig.emulator.requests),
-        "answers": json.dumps([job.answer for result in results for job in result.jobs]),
-    }
-    assert "answered" in haystacks["logs"]  # the logs were captured at all
-    for where, text in haystacks.items():
-        for key in keys:
-            assert key not in text, f"a Datadog key leaked into {where}"
 
 
 def test_the_datadog_recipe_sends_the_keys_from_the_secret_and_nowhere_else(
