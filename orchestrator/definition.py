@@ -46,10 +46,10 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 MAX_GATE_TIMEOUT = 23 * 3600 + 45 * 60
+"""Just under CodePipeline's 24-hour action limit, leaving room for the last re-invocation."""
 MAX_HOLD = 600.0
 """The longest `hold`: 10 minutes, well inside CodePipeline's 20-minute reply rule and the
 function's timeout in template.yaml (which leaves room for the tick after it)."""
-"""Just under CodePipeline's 24-hour action limit, leaving room for the last re-invocation."""
 
 MAX_STEPS = 50
 """Top-level steps (and groups) of a gate."""
@@ -233,8 +233,8 @@ class GateDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> GateDefinition:
-        errors = self._timeouts() + self._hold()
         places = _places(self.steps)
+        errors = self._timeouts() + self._holds(places)
         seen: dict[str, str] = {}
         named = [
             *((node.name, path) for node, path, _ in places),
@@ -276,12 +276,22 @@ class GateDefinition(BaseModel):
             raise DefinitionError(errors)
         return self
 
-    def _hold(self) -> list[str]:
-        if self.hold is None or 0 < self.hold <= MAX_HOLD:
-            return []
+    def _holds(self, places: list[tuple[Node, str, set[str]]]) -> list[str]:
+        """The gate's and every step's `hold` within MAX_HOLD."""
+        holds = [
+            ("hold", self.hold),
+            *((f"{path}.hold", node.hold) for node, path, _ in places if isinstance(node, Step)),
+            *((_path(("guards", i, "hold")), g.step.hold) for i, g in enumerate(self.guards)),
+            *(
+                (_path(("on_failure", i, "hold")), h.step.hold)
+                for i, h in enumerate(self.on_failure)
+            ),
+        ]
         return [
-            f"hold: {format_duration(self.hold)} must be more than 0s and at most "
+            f"{path}: {format_duration(hold)} must be more than 0s and at most "
             f"{format_duration(MAX_HOLD)} (an invocation answers within it)"
+            for path, hold in holds
+            if hold is not None and not 0 < hold <= MAX_HOLD
         ]
 
     def _timeouts(self) -> list[str]:

@@ -754,6 +754,25 @@ def next_due(run: RunState) -> float | None:
     return min(min(due, default=run.started_at), run.deadline)
 
 
+def hold(definition: GateDefinition, run: RunState) -> float | None:
+    """How long an invocation may wait in-process for the run's next polls: the longest of
+    the gate's `hold` and the `hold` of every step, guard and hook running now (None: answer
+    at once, as always once the run is over)."""
+    if run.status is not RunStatus.RUNNING:
+        return None
+    running = {s.name for s in (*run.steps, *run.guards, *run.hooks) if s.status is _RUNNING}
+    steps = (
+        *walk(definition.steps),
+        *(guard.step for guard in definition.guards),
+        *(hook.step for hook in definition.on_failure),
+    )
+    holds = [
+        definition.hold,
+        *(s.hold for s in steps if isinstance(s, Step) and s.name in running),
+    ]
+    return max((h for h in holds if h is not None), default=None)
+
+
 def percent(run: RunState, now: float) -> int:
     """Progress for the console: steps over, plus running steps' shares of their ETAs."""
     if run.status is RunStatus.SUCCEEDED:

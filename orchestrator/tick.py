@@ -199,8 +199,9 @@ class Ticker:
         loaded: _Loaded | None = None,
         note: str | None = None,
     ) -> tuple[Answer, Progress]:
-        """Advance from the store; then, for a gate with `hold`, while the run's next poll
-        is due within the hold (counted from `started`, on the gate's clock) and the
+        """Advance from the store; then, while the gate or a running step has a `hold`
+        (`engine.hold`), the run's next poll
+        is due within it (counted from `started`, on the gate's clock) and the
         invocation has the real time for it, wait for it and advance again, as the same job.
 
         Only an invocation that wrote the run holds (a repeated delivery re-sends and
@@ -209,19 +210,17 @@ class Ticker:
         Its writes keep the nonce of its first one, so every answer it might have given (a
         sibling delivery may re-send an earlier one) continues the run.
         """
-        answer, progress, definition, version = self._from_store(
+        answer, progress, hold, version = self._from_store(
             job, spec, token, time_left, loaded=loaded, note=note
         )
-        hold = definition.hold if definition is not None else None
         if not hold or progress is not Progress.ADVANCED:
             return answer, progress
-        until = started + hold
-        while answer.kind is AnswerKind.IN_PROGRESS and answer.token is not None:
+        while hold and answer.kind is AnswerKind.IN_PROGRESS and answer.token is not None:
             wait = max(0.0, Token.decode(answer.token).due - self._clock.now())
             # The gate's clock runs at least as fast as real time (a rehearsal's runs
             # faster): `wait` real seconds is the most the sleep can take.
             room = time_left() - self._config.reserve_seconds - HOLD_SLACK_SECONDS
-            if self._clock.now() + wait > until or wait > room:
+            if self._clock.now() + wait > started + hold or wait > room:
                 break
             self._clock.sleep(wait)
             try:
@@ -233,7 +232,7 @@ class Ticker:
                     answer = again[0]  # read, nothing due yet (the same nonce): hold on
                     continue
                 break
-            answer, _, _, version = again
+            answer, _, hold, version = again
         return answer, progress
 
     def _identify(self, job: Job) -> dict[str, Any] | None:
@@ -325,8 +324,9 @@ class Ticker:
         holding: int | None = None,
         loaded: _Loaded | None = None,
         note: str | None = None,
-    ) -> tuple[Answer, Progress, GateDefinition | None, int | None]:
-        """The answer, what became of the run, its definition (None when unknown) and the
+    ) -> tuple[Answer, Progress, float | None, int | None]:
+        """The answer, what became of the run, how long the invocation may hold for its next
+        polls (`engine.hold`; None: answer at once) and the
         version this job last wrote (None: it wrote nothing). `holding`: the version a hold
         of this job wrote last, to advance from again (anything else ends the hold).
         `loaded`: the run as a first job read it already (and its pipeline document); `note`:
@@ -376,7 +376,7 @@ class Ticker:
             if record.state.status is not RunStatus.RUNNING:
                 # A sibling delivery of the previous job ended the run: this job, its
                 # successor, gets the run's outcome.
-                return record.last_answer, Progress.UNCHANGED, definition, written
+                return record.last_answer, Progress.UNCHANGED, None, written
             state = record.state
         return self._advance(job, definition, record, state, token, pin, time_left, written)
 
@@ -390,12 +390,12 @@ class Ticker:
         pin: Pin | None,
         time_left: Callable[[], float],
         written: int | None = None,
-    ) -> tuple[Answer, Progress, GateDefinition | None, int | None]:
+    ) -> tuple[Answer, Progress, float | None, int | None]:
         """Advance the run (new: `record` None) and commit it; `_from_store`'s answer."""
         try:
             gathered = self._job_context.gather(job, definition, state)
         except TransientError as exc:
-            return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
+            return self._store_down(job, token, exc), Progress.DEFERRED, None, written
         if gathered:
             state = state.model_copy(update={"context": {**state.context, **gathered}})
         budget = engine.Budget(time_left, self._config.reserve_seconds)
@@ -408,17 +408,17 @@ class Ticker:
             try:
                 self._job_context.finish(job, definition, new_state)
             except TransientError as exc:
-                return self._store_down(job, token, exc), Progress.DEFERRED, definition, written
+                return self._store_down(job, token, exc), Progress.DEFERRED, None, written
             except TerminalError as exc:
                 new_state = engine.fail(new_state, self._clock.now(), str(exc), exc.failure_type)
         if record is not None and new_state == record.state:
             # Read, but nothing was due: the same nonce, with the read noted in the hints.
             answer = self._answer(job, definition, new_state, record.nonce, pin)
-            return answer, Progress.UNCHANGED, definition, written
+            return answer, Progress.UNCHANGED, engine.hold(definition, new_state), written
         answer, progress = self._commit(job, definition, record, new_state, token, pin)
         if progress is Progress.ADVANCED:
             written = record.version + 1 if record is not None else 1
-        return answer, progress, definition, written
+        return answer, progress, engine.hold(definition, new_state), written
 
     def _definition(
         self, job: Job, spec: GateDefinition | Reference, record: RunRecord | None, token: Token

@@ -152,6 +152,9 @@ class Step(BaseModel):
     """Evaluated over the run context when the step is reached: false skips it."""
     advisory: bool = False
     """A failure is recorded and reported but does not fail the gate."""
+    hold: Duration | None = None
+    """Opt-in, like the gate's `hold` but only while this step (guard, hook) runs: an
+    invocation whose next poll is due within this long waits for it in-process."""
 
     @model_validator(mode="after")
     def _templates_compile(self) -> Step:

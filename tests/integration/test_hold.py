@@ -40,20 +40,23 @@ def ready(context: PythonContext) -> Any:
     return Wait("not yet")
 
 
-def _run(table_name: str, monkeypatch: pytest.MonkeyPatch, hold: str | None) -> ActionResult:
-    clock = JumpClock(speed=1.0, start=START)
-    gate: dict[str, Any] = {
-        "steps": [
-            {
-                "name": "ready",
-                "python": {
-                    "callable": "tests.integration.test_hold:ready",
-                    "params": {"at": START + FLIP},
-                },
-                "every": f"{EVERY:g}s",
-            }
-        ]
+def _ready(at: float, **more: Any) -> dict[str, Any]:
+    return {
+        "name": "ready",
+        "python": {"callable": "tests.integration.test_hold:ready", "params": {"at": at}},
+        "every": f"{EVERY:g}s",
+        **more,
     }
+
+
+def _run(
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    hold: str | None,
+    gate: dict[str, Any] | None = None,
+) -> ActionResult:
+    clock = JumpClock(speed=1.0, start=START)
+    gate = gate or {"steps": [_ready(START + FLIP)]}
     if hold:
         gate["hold"] = hold
     logs = io.StringIO()
@@ -102,9 +105,39 @@ def test_a_hold_ends_at_its_budget_and_the_next_job_goes_on(
     assert first.answered_at - START >= EVERY  # after holding for the poll at 10 s
 
 
-def test_a_hold_longer_than_ten_minutes_is_refused() -> None:
+def test_a_steps_hold_holds_only_while_that_step_runs(
+    table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 30 s bake without a hold, then `ready` with one: the first job answers at once (the
+    bake's end is not held for), the second holds for `ready`'s polls and reacts within
+    `every` of the condition turning true at 95 s."""
+    flipped = START + 95
+    gate = {"steps": [{"name": "bake", "wait": "30s"}, _ready(flipped, hold="2m")]}
+    result = _run(table_name, monkeypatch, None, gate)
+    assert result.status == "Succeeded", result
+    first, second = result.jobs
+    assert first.answered_at is not None and first.answered_at - START < 1  # not held
+    assert second.created_at - START >= REINVOKE
+    assert flipped < result.ended_at <= flipped + EVERY + 2  # held: polls at 70, 80, 90, 100 s
+
+
+def test_a_hold_longer_than_ten_minutes_is_refused_with_its_path() -> None:
     from orchestrator.definition import GateDefinition
     from orchestrator.exceptions import DefinitionError
 
     with pytest.raises(DefinitionError, match="hold: 11m must be more than 0s and at most 10m"):
         GateDefinition.model_validate({"steps": [{"name": "w", "wait": "1m"}], "hold": "11m"})
+    with pytest.raises(DefinitionError) as raised:
+        GateDefinition.model_validate(
+            {
+                "steps": [
+                    {"name": "g", "parallel": [{"name": "w", "wait": "1m"}, _ready(0, hold="15m")]}
+                ],
+                "guards": [_ready(0, name="guard", hold="20m")],
+            }
+        )
+    why = "must be more than 0s and at most 10m (an invocation answers within it)"
+    assert raised.value.errors == [
+        f"steps[0].parallel[1].hold: 15m {why}",
+        f"guards[0].hold: 20m {why}",
+    ]

@@ -514,3 +514,43 @@ def test_a_v1_state_without_node_states_is_read_and_continued() -> None:
     rig.tick(state=state)
     assert rig.status() is RunStatus.SUCCEEDED
     assert rig.state.outputs == {"Waited": "60.0"}
+
+
+def test_hold_is_the_gates_or_that_of_a_running_step_guard_or_hook() -> None:
+    """`engine.hold`: how long an invocation may wait in-process for the next polls."""
+    rig = Rig(
+        gate(
+            guards=[http("health", "http://health", hold="30s")],
+            steps=[
+                http("first", "http://first"),
+                {
+                    "name": "both",
+                    "parallel": [http("a", "http://a", hold="2m"), http("b", "http://b")],
+                },
+            ],
+            on_failure=[http("tell", "http://tell", hold="1m")],
+        ),
+        {
+            "http://health": [ok(), ok(), json_response(503, "down")],
+            "http://first": [ok()],
+            "http://a": [json_response(503, "no"), ok()],
+            "http://b": [json_response(503, "no")],
+            "http://tell": [json_response(503, "no")],
+        },
+    )
+    assert engine.hold(rig.definition, rig.state) is None  # nothing runs before the first tick
+    rig.tick()  # first done; a and b running (a with 2m); the guard running (30s)
+    assert rig.node("first").status is NodeStatus.DONE
+    assert engine.hold(rig.definition, rig.state) == 120
+    rig.tick(60)  # a done: only the guard's hold is left
+    assert rig.node("a").status is NodeStatus.DONE
+    assert engine.hold(rig.definition, rig.state) == 30
+    rig.tick(60)  # the guard trips: the gate fails and its hook runs
+    assert rig.node("tell").status is NodeStatus.RUNNING, rig.summary
+    assert engine.hold(rig.definition, rig.state) == 60
+    rig.tick(24 * 3600)  # the hook's timeout: the run is over, nobody holds
+    assert rig.status() is RunStatus.FAILED
+    assert engine.hold(rig.definition, rig.state) is None
+    with_gate_hold = gate(steps=[http("x", "http://x", hold="1m")], hold="3m")
+    state = engine.start(with_gate_hold, "r2", T0)
+    assert engine.hold(with_gate_hold, state) == 180  # the gate's, longer than any step's
