@@ -1,20 +1,24 @@
 """Hold mode: how soon a gate answers once its condition is true, with and without `hold`.
 
-A gate of one `python` check polled every EVERY seconds turns true at a random moment
-(seeded); the emulator re-invokes the function 30 s or 60 s after each in-progress answer.
-On a virtual clock whose sleeps take no real time, the production handler runs the gate to
-its end, `samples` times per row. Reaction: from the condition turning true to the final
-answer. Lambda time per gate-hour: each job's span from its creation to its answer on the
-gate's clock (a held invocation is billed for its hold); writes per gate-hour: the run's
-final version (every advance is one conditional write), priced by bench/scaling.py with the
+A gate of one `python` check polled every EVERY seconds turns true at a moment swept across
+one whole cycle of its invocations (a held job and the re-invoke delay after it), every
+STEP seconds, so the worst phase is among those measured, not left to chance; the emulator
+re-invokes the function 30 s or 60 s after each in-progress answer. On a virtual clock whose
+sleeps take no real time, the production handler runs the gate to its end for every phase.
+Reaction: from the condition turning true to the final answer, split by where the moment
+fell: while a job was open (held: answered within `every`) or between two jobs (no job to
+answer until CodePipeline re-invokes the function: the floor of any Lambda invoke action).
+Lambda time per gate-hour: each job's span from its creation to its answer on the gate's
+clock (a held invocation is billed for its hold); writes per gate-hour: the run's final
+version (every advance is one conditional write), priced by bench/scaling.py with the
 measured units of an advancing tick.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import random
 import statistics
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,10 +34,12 @@ if TYPE_CHECKING:
     from orchestrator.steps.python import PythonContext
 
 EVERY = 10.0
-HOLD = "2m"
+HOLDS = {None: 0.0, "2m": 120.0, "10m": 600.0}
 START = 1_800_000_000.0
-FLIP_SPAN = (60.0, 900.0)
-"""The condition turns true this long after the gate starts (uniformly, seeded)."""
+STEP = 5.0
+"""Seconds between two swept moments (half of `every`)."""
+OFFSET = 0.37
+"""Off the polls' whole seconds, so no moment ties with a poll."""
 
 
 class JumpClock(VirtualClock):
@@ -93,8 +99,12 @@ def _one(
         raise RuntimeError(f"hold bench gate failed: {result.failure_message}")
     item = stack.item(table, result.jobs[0].job_id)
     busy = sum((job.answered_at or job.created_at) - job.created_at for job in result.jobs)
+    held = any(
+        job.created_at <= START + flip <= (job.answered_at or job.created_at) for job in result.jobs
+    )
     return {
         "reaction": result.ended_at - (START + flip),
+        "held": held,
         "hours": (result.ended_at - result.started_at) / 3600,
         "jobs": len(result.jobs),
         "busy_seconds": busy,
@@ -102,26 +112,34 @@ def _one(
     }
 
 
-def measure(stack: Stack, samples: int = 8, seed: int = 19) -> dict[str, Any]:
+def measure(stack: Stack, step: float = STEP) -> dict[str, Any]:
     table = stack.new_table()
-    flips = [random.Random(seed + i).uniform(*FLIP_SPAN) for i in range(samples)]
     rows: list[dict[str, Any]] = []
     with open(os.devnull, "w") as sink:  # the handler's logs, for the whole measurement
         for reinvoke in (30.0, 60.0):
-            for hold in (None, HOLD):
+            for hold, seconds in HOLDS.items():
+                # One cycle: the first job (holding up to `seconds`), then the re-invoke delay.
+                cycle = seconds + reinvoke
+                flips = [EVERY + OFFSET + step * k for k in range(math.ceil(cycle / step))]
                 runs = [_one(stack, table, reinvoke, hold, flip, sink) for flip in flips]
                 rows.append(_row(reinvoke, hold, runs))
-    return {"every": EVERY, "samples": samples, "flip_span": list(FLIP_SPAN), "rows": rows}
+    return {"every": EVERY, "step": step, "rows": rows}
 
 
 def _row(reinvoke: float, hold: str | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
     hours = sum(r["hours"] for r in runs)
     reactions = [r["reaction"] for r in runs]
+    held = [r["reaction"] for r in runs if r["held"]]
+    between = [r["reaction"] for r in runs if not r["held"]]
     return {
         "reinvoke_delay": reinvoke,
         "hold": hold,
+        "samples": len(runs),
+        "held_share": round(len(held) / len(runs), 3),
         "reaction_p50": round(statistics.median(reactions), 2),
         "reaction_max": round(max(reactions), 2),
+        "reaction_max_held": round(max(held), 2) if held else None,
+        "reaction_max_between": round(max(between), 2) if between else None,
         "invocations_per_gate_hour": round(sum(r["jobs"] for r in runs) / hours, 1),
         "lambda_seconds_per_gate_hour": round(sum(r["busy_seconds"] for r in runs) / hours, 1),
         "writes_per_gate_hour": round(sum(r["writes"] for r in runs) / hours, 1),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cost import LAMBDA_BILLED_MS, LAMBDA_MEMORY_GB, PRICES, PRICES_AS_OF
+from orchestrator.durations import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENT = ROOT / "docs" / "scaling.json"
@@ -346,22 +347,24 @@ def _hold_dollars(row: dict[str, Any], advance: dict[str, Any]) -> float:
 def _hold(hold: dict[str, Any] | None, advance: dict[str, Any]) -> list[str]:
     if not hold:
         return []
+    every = hold["every"]
     lines = [
         "",
         "## Hold mode: reaction time and its cost",
         "",
-        f"A gate polling every {_n(hold['every'])} s whose condition turns true at a random "
-        f"moment; {hold['samples']} samples per row on a virtual clock (bench/hold.py). Reaction: "
-        "from the condition turning true to the gate's final answer, as a ratio to `every`. "
-        "Lambda seconds per gate-hour are the held invocations' billed time, measured; each "
-        "write is priced as an advancing tick (units above). A hold covers `hold` of every "
-        "`hold` + re-invoke delay: a condition turning true between two invocations still "
-        "waits for the next one (the max column).",
+        f"A gate polling every {_n(every)} s whose condition turns true at a moment swept "
+        f"across one whole cycle of its invocations (a job, then the re-invoke delay), every "
+        f"{_n(hold['step'])} s, on a virtual clock (bench/hold.py: the production handler in "
+        "the CodePipeline emulator). Reaction: from the condition turning true to the gate's "
+        "final answer, as a ratio to `every`, split by where that moment fell: while a job "
+        "was open (*held*) or between two jobs. Lambda seconds per gate-hour are the held "
+        "invocations' billed time, measured; each write is priced as an advancing tick "
+        "(units above).",
         "",
-        "| re-invoke | hold | reaction p50 (x every) | reaction max (x every) | invocations per "
-        "gate-hour | writes per gate-hour | Lambda GB-s per gate-hour | added cost per gate-hour "
-        "|",
-        "|---|---|---|---|---|---|---|---|",
+        "| re-invoke | hold | moments a job was open | reaction p50 (x every) | max, held "
+        "(x every) | max, between jobs (x every) | invocations per gate-hour | writes per "
+        "gate-hour | Lambda GB-s per gate-hour | added cost per gate-hour |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in hold["rows"]:
         base = next(
@@ -370,20 +373,39 @@ def _hold(hold: dict[str, Any] | None, advance: dict[str, Any]) -> list[str]:
             if r["reinvoke_delay"] == row["reinvoke_delay"] and r["hold"] is None
         )
         added = _hold_dollars(row, advance) - _hold_dollars(base, advance)
+        held, between = row["reaction_max_held"], row["reaction_max_between"]
         lines.append(
             f"| {_n(row['reinvoke_delay'])} s | {row['hold'] or 'off'} "
-            f"| {row['reaction_p50'] / hold['every']:.2f} "
-            f"| {row['reaction_max'] / hold['every']:.2f} "
+            f"| {row['held_share']:.0%} | {row['reaction_p50'] / every:.2f} "
+            f"| {'-' if held is None else f'{held / every:.2f}'} "
+            f"| {'-' if between is None else f'{between / every:.2f}'} "
             f"| {_n(row['invocations_per_gate_hour'])} | {_n(row['writes_per_gate_hour'])} "
             f"| {_n(row['lambda_seconds_per_gate_hour'] * LAMBDA_MEMORY_GB)} | ${added:.6f} |"
         )
+    longest = max(hold["rows"], key=lambda r: (r["reinvoke_delay"], _held_seconds(r["hold"])))
     lines += [
+        "",
+        "**Held, a gate reacts within `every`** (the *max, held* column: at most 1.0x plus "
+        "the tick). **Between two jobs nothing can answer**: CodePipeline creates the next "
+        "job only after the re-invoke delay, and a job is the only thing a result can be "
+        "given for, so a condition turning true there waits for the next job (the *max, "
+        "between jobs* column: the re-invoke delay). That is the floor of every Lambda "
+        "invoke action, not of this design; a hold shrinks the share of moments it applies "
+        f"to, about re-invoke / (`hold` + re-invoke): {1 - longest['held_share']:.0%} with "
+        f"a {longest['hold']} hold at a {_n(longest['reinvoke_delay'])} s delay. A job could "
+        "be kept open longer only by handing it from one invocation to another (CodePipeline "
+        "allows 20 minutes per job, Lambda 15 per invocation): it would shrink that share "
+        "further for a self-invoke permission, and is not built.",
         "",
         "A held invocation occupies one Lambda execution for as long as it holds: with hold on, "
         "Lambda concurrency is about the number of gates holding, not invocations per second "
         "x tick time; size the concurrency quota for it.",
     ]
     return lines
+
+
+def _held_seconds(hold: str | None) -> float:
+    return parse_duration(hold) if hold else 0.0
 
 
 def _listing(listing: dict[str, Any] | None) -> list[str]:
@@ -417,22 +439,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", help="measure, then render")
     parser.add_argument("--listing", action="store_true", help="with --measure: 100,000 runs")
     parser.add_argument("--no-hold", action="store_true", help="with --measure: skip hold")
+    parser.add_argument(
+        "--only-hold", action="store_true", help="with --measure: only hold (keep the rest)"
+    )
     args = parser.parse_args(argv)
     if args.measure:
-        measure(listing=args.listing, hold=not args.no_hold)
+        measure(listing=args.listing, hold=not args.no_hold, capacity=not args.only_hold)
     measurement = json.loads(MEASUREMENT.read_text())
     DOCUMENT.write_text(render(measurement))
     print(f"wrote {DOCUMENT.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 
-def measure(listing: bool, hold: bool) -> None:
+def measure(listing: bool, hold: bool, capacity: bool = True) -> None:
     """Run the measuring sections and update docs/scaling.json (a section not run is kept)."""
     import logging
     import os
     from datetime import UTC, datetime
 
-    from bench import capacity
+    from bench import capacity as capacity_bench
     from bench.rig import Stack
 
     logging.basicConfig(level=logging.WARNING)
@@ -441,7 +466,8 @@ def measure(listing: bool, hold: bool) -> None:
     result = dict(previous)
     result["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     with Stack() as stack:
-        result["capacity"] = capacity.measure(stack)
+        if capacity:
+            result["capacity"] = capacity_bench.measure(stack)
         if hold:
             from bench import hold as hold_bench
 
