@@ -284,6 +284,16 @@ class WriteLog:
                         found.append(f"run {run_id}: version {version} written {count} times")
         return found
 
+    def held(self) -> int:
+        """How many jobs wrote two versions or more in a row (held: advanced in-process)."""
+        with self._lock:
+            return sum(
+                1
+                for writes in self.runs.values()
+                for _, streak in itertools.groupby(w.job_id for w in writes)
+                if len(list(streak)) > 1
+            )
+
     def regressions(self) -> list[str]:
         """Versions not 1, 2, 3..., a step index going back, a write after the run ended."""
         found: list[str] = []
@@ -447,7 +457,7 @@ class Rig:
         configuration = {"FunctionName": "orchestrator", "UserParameters": json.dumps(definition)}
         kwargs.setdefault("reply_timeout", max(1200.0, self.clock.speed * 30))
         result = run_action(self.emulator, function, configuration, clock=self.clock, **kwargs)
-        if definition.get("hold") and result.jobs:
+        if '"hold"' in json.dumps(definition) and result.jobs:
             self.holding = self.holding | {result.jobs[0].job_id}
         return result
 
@@ -562,7 +572,20 @@ def v2_outputs(result: ActionResult) -> dict[str, str]:
     return {**approval_outputs(result), "signoff": "skipped"}
 
 
-GATES = {"v1": (approval_gate, approval_outputs), "v2": (v2_gate, v2_outputs)}
+def held_gate(url: str) -> dict[str, Any]:
+    """The v2 gate with hold mode: the guard and the change step hold (2m, 90s), so a job
+    polls on in-process and writes several versions in a row while either runs."""
+    gate = v2_gate(url)
+    gate["guards"][0]["hold"] = "2m"
+    gate["steps"][0]["parallel"][1]["steps"][0]["hold"] = "90s"
+    return gate
+
+
+GATES = {
+    "v1": (approval_gate, approval_outputs),
+    "v2": (v2_gate, v2_outputs),
+    "v2-hold": (held_gate, v2_outputs),
+}
 """The gates the reliability suite runs: (definition for a change API URL, expected outputs)."""
 
 

@@ -46,6 +46,7 @@ def test_tens_of_concurrent_deliveries_of_every_job(rig: Rig, language: str) -> 
         for job in result.jobs:  # one accepted answer; every other copy refused as late
             assert job.answer is not None and len(job.rejected) == COPIES - 1
     assert rig.proxy.counts["conditional_check_failed"] > 0  # the copies did race
+    assert (rig.writes.held() > 0) is (language == "v2-hold")  # the held gate did hold
 
 
 def test_concurrent_deliveries_of_a_holding_gate(rig: Rig) -> None:
