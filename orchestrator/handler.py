@@ -24,6 +24,7 @@ from orchestrator.tick import Outcome, Progress, Ticker, monotonic_deadline
 
 if TYPE_CHECKING:
     from orchestrator.clock import Clock
+    from orchestrator.governance import Governance
     from orchestrator.settings import Settings
 
 log = logging.getLogger("orchestrator")
@@ -67,7 +68,6 @@ def build_app(
     from orchestrator.approval import runtime
     from orchestrator.artifacts import ArtifactContext
     from orchestrator.clock import SystemClock
-    from orchestrator.governance import Governance
     from orchestrator.job_context import CompositeJobContext
     from orchestrator.pipeline_context import PipelineContext
     from orchestrator.reporter import CodePipelineReporter, codepipeline_client
@@ -75,7 +75,6 @@ def build_app(
     from orchestrator.settings import Settings
     from orchestrator.sources import DefinitionSources
     from orchestrator.store.dynamodb import DynamoRunStore, bind_model
-    from orchestrator.store.governance import DynamoGovernanceStore
     from orchestrator.tick import TickConfig
 
     settings = settings or Settings()  # fields come from the environment
@@ -94,7 +93,14 @@ def build_app(
         ttl_days=settings.ttl_days,
         reserve_seconds=settings.reserve_seconds,
     )
-    services = Services(region=settings.region, governance=Governance(DynamoGovernanceStore(model)))
+
+    def governance() -> Governance:  # imported and built only for a gate that asks
+        from orchestrator.governance import Governance
+        from orchestrator.store.governance import DynamoGovernanceStore
+
+        return Governance(DynamoGovernanceStore(model))
+
+    services = Services(region=settings.region, governance=governance)
     artifacts = ArtifactContext(region=settings.region)
     job_context = CompositeJobContext(
         [

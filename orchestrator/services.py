@@ -213,7 +213,7 @@ class Services:
         *,
         credentials_clock: Callable[[], datetime.datetime] | None = None,
         sts: Callable[[], STSClient] | None = None,
-        governance: Governance | None = None,
+        governance: Governance | Callable[[], Governance] | None = None,
     ) -> None:
         self._http = http
         self._region = region
@@ -233,6 +233,8 @@ class Services:
     def governance(self) -> Governance:
         """The runs table's freezes and locks (given by the entry point, which knows the
         table)."""
+        if callable(self._governance):  # built at first use: most gates never ask
+            self._governance = self._governance()
         if self._governance is None:
             raise RuntimeError("no governance store: these services were built without a table")
         return self._governance
