@@ -5,13 +5,16 @@ own bootstrap). It times `import orchestrator.handler` and then the first tick (
 clients, the run's creation, the answer) with `time.perf_counter`, and reports its peak
 resident memory (`ru_maxrss`) after that tick. The baseline process imports boto3,
 pynamodb and pydantic-settings alone, then makes the same first-tick calls with raw boto3
-(GetItem, conditional PutItem of the same item, PutJobSuccessResult with the same token),
+(GetItem, GetJobDetails, the conditional PutItem linking the execution's action to the run,
+conditional PutItem of the same item, PutJobSuccessResult with the same token),
 building its clients with the collector paused and then frozen, as the handler's cold start
 builds its own.
 Handler and baseline processes alternate; medians of N each.
 
 `-X importtime` of one more handler process names what the handler imports that the
-baseline does not, with its own (self) and cumulative milliseconds.
+baseline does not, with its own (self) and cumulative milliseconds; three more time the
+pydantic model classes the handler's import and first tick build (pydantic-core compiles
+each one's validator and serializer when its class is created).
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ gc.freeze()
 gc.enable()
 key = {"run_id": {"S": cfg["run_id"]}}
 dynamodb.get_item(TableName=cfg["table"], Key=key, ConsistentRead=True)
+codepipeline.get_job_details(jobId=cfg["job_id"])  # which execution's action (resume on retry)
+link = {"run_id": {"S": "execution#" + cfg["run_id"]}, "run": key["run_id"],
+        "expires_at": cfg["item"]["expires_at"]}
+dynamodb.put_item(TableName=cfg["table"], Item=link,
+                  ConditionExpression="attribute_not_exists(run_id)")
 dynamodb.put_item(TableName=cfg["table"], Item={**cfg["item"], **key},
                   ConditionExpression="attribute_not_exists(run_id)")
 codepipeline.put_job_success_result(**{**cfg["answer"], "jobId": cfg["job_id"]})
@@ -118,6 +126,32 @@ def _run_child(
         result: dict[str, Any] = json.loads(out.read_text())
         return result, done.stderr
 
+
+MODELS_CHILD = """
+import sys, time, json
+import boto3, pynamodb.models, pynamodb.attributes, pydantic_settings
+from pydantic._internal import _model_construction
+cfg = json.loads(sys.stdin.read())
+built = []
+new = _model_construction.ModelMetaclass.__new__
+def timed(mcs, name, bases, namespace, **kwargs):
+    started = time.perf_counter()
+    cls = new(mcs, name, bases, namespace, **kwargs)
+    if namespace.get("__module__", "").startswith("orchestrator"):
+        built.append(time.perf_counter() - started)
+    return cls
+_model_construction.ModelMetaclass.__new__ = timed
+t0 = time.perf_counter()
+import orchestrator.handler as h
+class Context:
+    aws_request_id = "cold-start"
+    def get_remaining_time_in_millis(self):
+        return 300000
+h.lambda_handler(cfg["event"], Context())
+t1 = time.perf_counter()
+with open(cfg["out"], "w") as f:
+    json.dump({"models": len(built), "models_s": sum(built), "total_s": t1 - t0}, f)
+"""
 
 CLIENTS_CHILD = """
 import sys, time, json
@@ -210,6 +244,15 @@ def measure(
     job = stack.job(definition=GATE)
     _, trace = _run_child(HANDLER_CHILD, {"event": job.event}, env, importtime=True)
     summary["extra_imports"] = extra_imports(trace, modules["handler"] - modules["baseline"])
+    built = [
+        _run_child(MODELS_CHILD, {"event": stack.job(definition=GATE).event}, env)[0]
+        for _ in range(3)
+    ]
+    summary["models"] = {
+        "count": built[0]["models"],
+        "build_ms": round(statistics.median(b["models_s"] for b in built) * 1000, 1),
+        "import_and_tick_ms": round(statistics.median(b["total_s"] for b in built) * 1000, 1),
+    }
     clients = [_run_child(CLIENTS_CHILD, {}, env)[0] for _ in range(3)]
     summary["clients"] = {
         "boto3_same_session_ms": round(

@@ -292,6 +292,14 @@ def _cold(results: dict[str, Any]) -> list[str]:
             "Step kinds a wait-only gate never uses, imported anyway "
             f"({extra['unused_steps_ms']:.0f} ms): {unused}."
         )
+    models = cold.get("models")
+    if models:
+        out.append(
+            f"Building the handler's {models['count']} pydantic model classes (pydantic-core "
+            "compiles each one's validator and serializer, once per process) takes "
+            f"{_ms(models['build_ms'])} ms of its import and first tick "
+            f"({_ms(models['import_and_tick_ms'])} ms in those processes)."
+        )
     clients = cold.get("clients")
     if clients:
         out.append(

@@ -326,7 +326,8 @@ class GateDefinition(BaseModel):
     @cached_property
     def templates(self) -> tuple[str, ...]:
         """Every expression of the gate: its steps' `${...}` templates, its outputs and its
-        `when`s (computed once per definition: read on every tick)."""
+        `when`s (computed once per definition: read on every tick; a definition is never
+        `model_copy`-ed with changes, which would carry the cached value over)."""
         return (
             *(
                 expression
