@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo-setup demo test lint typecheck check bench scan
+.PHONY: setup demo-setup demo test lint typecheck check bench scan screenshots
 
 # Two installs in the one .venv: `make demo` needs only the CLI (the `cli` extra), `make
 # check` the dev extra on top (pytest, mypy, ruff, cfn-lint, selenium, ...). Each long step
@@ -68,6 +68,9 @@ check: lint typecheck test
 # The template's scanners (checkov, `sam validate --lint`), each in its own venv under
 # build/tools/ (installed at a pinned version on first use). `test` runs them too
 # (tests/package/test_scanners.py); this runs them alone.
+screenshots: setup  # the approval pages in docs/images/ (docs/APPROVALS.md), taken again
+	ORCHESTRATOR_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/browser -q -p no:randomly
+
 scan:
 	$(PY) scripts/scanners.py
 

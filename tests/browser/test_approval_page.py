@@ -1,12 +1,14 @@
 """The approval page in a real browser: Debian's Chromium, headless, driven by selenium.
 
 Open an approval link, sign in as alice at oidc-provider-mock, approve, see the decision
-recorded; each page is saved to docs/images/approval-*.png (docs/APPROVALS.md shows them).
+recorded; each page is saved to build/screenshots/approval-*.png (`make screenshots` saves
+them to docs/images/ instead, which docs/APPROVALS.md shows).
 Chromium missing is a failure, never a skip: `make setup` installs it (scripts/bootstrap.sh).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = Path(os.environ.get("ORCHESTRATOR_SCREENSHOTS") or ROOT / "build" / "screenshots")
+"""Where the pages are saved: build/ unless asked (a test run never edits tracked files)."""
 
 pytestmark = MOCK_PROVIDER_WARNINGS
 
