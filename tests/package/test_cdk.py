@@ -51,7 +51,8 @@ def stand_in_code(folder: Path) -> lambda_.Code:
 def assembly(tmp_path_factory: pytest.TempPathFactory) -> cx_api.CloudAssembly:
     outdir = tmp_path_factory.mktemp("cdk.out")
     code = stand_in_code(tmp_path_factory.mktemp("code"))
-    return _example().app(str(outdir), code).synth()
+    found: cx_api.CloudAssembly = _example().app(str(outdir), code).synth()
+    return found
 
 
 @pytest.fixture(scope="module")
