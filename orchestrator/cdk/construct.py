@@ -96,6 +96,9 @@ _ATTRIBUTE_TYPES = {
 }
 
 
+_NOT_PARAMETERS = frozenset({"self", "scope", "construct_id", "code", "__class__"})
+
+
 class OrchestratorError(ValueError):
     """Keywords the orchestrator cannot be deployed with: every problem, each naming its
     keyword."""
@@ -159,7 +162,9 @@ def check_properties(construct_id: str, values: Mapping[str, Any]) -> None:
     if issuer and not (isinstance(issuer, str) and re.fullmatch(OIDC_ISSUER, issuer)):
         problems.append(f"oidc_issuer: {issuer!r} is not an https URL")
     if not isinstance(values["table_deletion_protection"], bool):
-        problems.append(f"table_deletion_protection: {values['table_deletion_protection']!r} is not a bool")  # fmt: skip  # noqa: E501
+        problems.append(
+            f"table_deletion_protection: {values['table_deletion_protection']!r} is not a bool"
+        )
     if problems:
         raise OrchestratorError(construct_id, problems)
 
@@ -199,7 +204,8 @@ class Orchestrator(Construct):
         oidc_client_id: str | None = None,
         oidc_client_secret_arn: str | None = None,
     ) -> None:
-        values = {k: v for k, v in locals().items() if k not in {"self", "scope", "construct_id", "code", "__class__"}}  # fmt: skip  # noqa: E501
+        # The keywords as given (before anything else is a local): template.yaml's parameters.
+        values = {k: v for k, v in locals().items() if k not in _NOT_PARAMETERS}
         check_properties(construct_id, values)
         if code is None and not DEFAULT_PACKAGE.is_file():
             raise OrchestratorError(
@@ -242,8 +248,16 @@ class Orchestrator(Construct):
         )
         self.log_group = self._log_group("OrchestratorLogGroup")
         self.approval_log_group = self._log_group("ApprovalLogGroup")
-        self.role = self._role(permissions.FUNCTION_ROLE, self.log_group, "The orchestrator function's execution role (least privilege).")  # fmt: skip  # noqa: E501
-        self.approval_role = self._role(permissions.APPROVAL_ROLE, self.approval_log_group, "The approval endpoint's execution role (least privilege).")  # fmt: skip  # noqa: E501
+        self.role = self._role(
+            permissions.FUNCTION_ROLE,
+            self.log_group,
+            "The orchestrator function's execution role (least privilege).",
+        )
+        self.approval_role = self._role(
+            permissions.APPROVAL_ROLE,
+            self.approval_log_group,
+            "The approval endpoint's execution role (least privilege).",
+        )
 
         self.approval_function = lambda_.Function(
             self,
@@ -425,29 +439,40 @@ class Orchestrator(Construct):
     # region Alarms (missing data is not breaching: no invocations is not a fault)
 
     def _alarms(self, topic_arn: str | None, namespace: str) -> list[cloudwatch.Alarm]:
-        stack = cdk.Stack.of(self).stack_name
-        minute, five = cdk.Duration.minutes(1), cdk.Duration.minutes(5)
+        stack = cdk.Aws.STACK_NAME  # as the template writes it, not the name known at synth
         function = {"FunctionName": self.function.function_name}
-        queue = {"QueueName": self.failure_queue.queue_name}
+        lambda_metrics = ("AWS/Lambda", function, "Sum", 1)
         specs = (
-            ("ErrorsAlarm", "errors", "The orchestrator function raised (only when CodePipeline could not be reached, or before settings could be read). Lambda retries; see FailureQueue.",  # noqa: E501
-             cloudwatch.Metric(namespace="AWS/Lambda", metric_name="Errors", dimensions_map=function, statistic="Sum", period=minute)),  # noqa: E501
-            ("ThrottlesAlarm", "throttles", "The orchestrator function was throttled; jobs are delayed towards CodePipeline's 20-minute reply rule.",  # noqa: E501
-             cloudwatch.Metric(namespace="AWS/Lambda", metric_name="Throttles", dimensions_map=function, statistic="Sum", period=minute)),  # noqa: E501
-            ("FailureQueueAlarm", "failed-invocations", "Invocations Lambda gave up on are waiting in FailureQueue: their jobs may have got no answer. Read the messages, then purge the queue.",  # noqa: E501
-             cloudwatch.Metric(namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions_map=queue, statistic="Maximum", period=five)),  # noqa: E501
-            ("AnswersNotSentAlarm", "answers-not-sent", "A CodePipeline job could not be answered: its action will time out. See the function's logs for the job id.",  # noqa: E501
-             cloudwatch.Metric(namespace=namespace, metric_name="AnswersNotSent", dimensions_map={"Service": "orchestrator"}, statistic="Sum", period=minute)),  # noqa: E501
+            ("ErrorsAlarm", "errors", "Errors", *lambda_metrics,
+             "The orchestrator function raised (only when CodePipeline could not be reached, or"
+             " before settings could be read). Lambda retries; see FailureQueue."),
+            ("ThrottlesAlarm", "throttles", "Throttles", *lambda_metrics,
+             "The orchestrator function was throttled; jobs are delayed towards CodePipeline's"
+             " 20-minute reply rule."),
+            ("FailureQueueAlarm", "failed-invocations", "ApproximateNumberOfMessagesVisible",
+             "AWS/SQS", {"QueueName": self.failure_queue.queue_name}, "Maximum", 5,
+             "Invocations Lambda gave up on are waiting in FailureQueue: their jobs may have"
+             " got no answer. Read the messages, then purge the queue."),
+            ("AnswersNotSentAlarm", "answers-not-sent", "AnswersNotSent",
+             namespace, {"Service": "orchestrator"}, "Sum", 1,
+             "A CodePipeline job could not be answered: its action will time out. See the"
+             " function's logs for the job id."),
         )  # fmt: skip
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", topic_arn) if topic_arn else None
         alarms = []
-        for construct_id, name, description, metric in specs:
+        for construct_id, name, metric, space, dimensions, statistic, minutes, about in specs:
             alarm = cloudwatch.Alarm(
                 self,
                 construct_id,
                 alarm_name=f"{stack}-orchestrator-{name}",
-                alarm_description=description,
-                metric=metric,
+                alarm_description=about,
+                metric=cloudwatch.Metric(
+                    namespace=space,
+                    metric_name=metric,
+                    dimensions_map=dimensions,
+                    statistic=statistic,
+                    period=cdk.Duration.minutes(minutes),
+                ),
                 evaluation_periods=1,
                 threshold=0,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
