@@ -126,9 +126,15 @@ ROLES = Option(
     "arn:aws:iam::ACCOUNT:role/NAME",
 )
 _KEY_SHAPE = "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID"
-TABLE_KEY = Option("TableKmsKeyArn", "table_kms_key_arn", Kind.ARN, "HasTableKmsKey", KMS_KEY, _KEY_SHAPE)  # fmt: skip  # noqa: E501
-SECRET_KEY = Option("SecretKmsKeyArn", "secret_kms_key_arn", Kind.ARN, "HasSecretKmsKey", KMS_KEY, _KEY_SHAPE)  # fmt: skip  # noqa: E501
-QUEUE_KEY = Option("QueueKmsKeyArn", "queue_kms_key_arn", Kind.ARN, "HasQueueKmsKey", KMS_KEY, _KEY_SHAPE)  # fmt: skip  # noqa: E501
+TABLE_KEY = Option(
+    "TableKmsKeyArn", "table_kms_key_arn", Kind.ARN, "HasTableKmsKey", KMS_KEY, _KEY_SHAPE
+)
+SECRET_KEY = Option(
+    "SecretKmsKeyArn", "secret_kms_key_arn", Kind.ARN, "HasSecretKmsKey", KMS_KEY, _KEY_SHAPE
+)
+QUEUE_KEY = Option(
+    "QueueKmsKeyArn", "queue_kms_key_arn", Kind.ARN, "HasQueueKmsKey", KMS_KEY, _KEY_SHAPE
+)
 LOG_KEY = Option("LogKmsKeyArn", "log_kms_key_arn", Kind.ARN, "HasLogKmsKey", KMS_KEY, _KEY_SHAPE)
 ALARM_TOPIC = Option(
     "AlarmTopicArn", "alarm_topic_arn", Kind.ARN, "HasAlarmTopic", TOPIC, _TOPIC_SHAPE

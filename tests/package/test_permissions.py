@@ -166,7 +166,12 @@ def test_each_arn_pattern_takes_its_kind_of_arn_only(option: permissions.Option)
 
 def test_a_statement_on_given_arns_names_only_those() -> None:
     with pytest.raises(ValueError, match="only resource"):
-        Statement("X", ("sns:Publish",), (Own.NOTIFICATION_TOPIC, Given(permissions.TOPICS)), when=permissions.TOPICS)  # fmt: skip  # noqa: E501
+        Statement(
+            "X",
+            ("sns:Publish",),
+            (Own.NOTIFICATION_TOPIC, Given(permissions.TOPICS)),
+            when=permissions.TOPICS,
+        )
     with pytest.raises(ValueError, match="only resource"):
         Statement("X", ("sns:Publish",), (Given(permissions.TOPICS),))  # always there: no
     with pytest.raises(ValueError, match="only resource"):
