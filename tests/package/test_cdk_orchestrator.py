@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ import aws_cdk as cdk
 from orchestrator.cdk import Orchestrator, OrchestratorError, permissions
 from tests.package.test_cdk import stand_in_code
 from tests.package.test_template import (
+    DOCS,
     TEMPLATE,
     Evaluator,
     load_cfn,
@@ -470,17 +472,57 @@ def test_bad_keywords_are_each_named_with_the_reason(tmp_path: Path) -> None:
     ]
 
 
-def test_without_code_the_built_package_is_needed(tmp_path: Path) -> None:
+def _stand_in_package(path: Path) -> Path:
+    """A zip where `make build` writes the Lambda package."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("orchestrator/__init__.py", "")
+    return path
+
+
+def test_without_code_the_built_package_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrator.cdk import construct
 
     stack = cdk.Stack(cdk.App(outdir=str(tmp_path / "out")), "NoCode")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(construct, "DEFAULT_PACKAGE", tmp_path / "orchestrator-lambda.zip")
-        with pytest.raises(OrchestratorError, match=r"code: no Lambda package .*make build"):
-            Orchestrator(stack, "Gates")
-        (tmp_path / "orchestrator-lambda.zip").write_bytes(b"PK\x05\x06" + bytes(18))
-        built = Orchestrator(stack, "Built")  # found: taken as the functions' code
-        assert built.function.runtime.name == "python3.13"
+    monkeypatch.setattr(construct, "DEFAULT_PACKAGE", tmp_path / "orchestrator-lambda.zip")
+    with pytest.raises(OrchestratorError, match=r"code: no Lambda package .*make build"):
+        Orchestrator(stack, "Gates")
+    _stand_in_package(tmp_path / "orchestrator-lambda.zip")
+    built = Orchestrator(stack, "Built")  # found: taken as the functions' code
+    assert built.function.runtime.name == "python3.13"
+    assert construct.DEFAULT_PACKAGE.name == "orchestrator-lambda.zip"
+
+
+def test_the_default_package_is_the_one_make_build_writes() -> None:
+    from orchestrator.cdk.construct import DEFAULT_PACKAGE
+    from tests.package.test_template import build_lambda
+
+    assert DEFAULT_PACKAGE == build_lambda.DEFAULT_ZIP
+
+
+def test_the_deploy_doc_snippet_synthesizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/DEPLOY.md's construct, run as written (with a stand-in for `make build`'s zip):
+    its keywords exist and give the statements they should."""
+    from orchestrator.cdk import construct
+
+    (snippet,) = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+    monkeypatch.setattr(
+        construct, "DEFAULT_PACKAGE", _stand_in_package(tmp_path / "orchestrator-lambda.zip")
+    )
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path / "cdk.out"))
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, str(DOCS), "exec"), namespace)
+    stack, orchestrator = namespace["stack"], namespace["orchestrator"]
+    assert isinstance(orchestrator, Orchestrator)
+    resources = cdk.assertions.Template.from_stack(stack).to_json()["Resources"]
+    ids = _cdk_ids(stack, orchestrator)
+    (policy,) = role_policies(resources, "OrchestratorRole", Normal(ids)).values()
+    base = {s.sid for s in permissions.FUNCTION_ROLE.statements if s.when is None}
+    asked = {"StartStateMachines", "DescribeStateMachineExecutions", "AssumeTargetRoles"}
+    assert set(policy) == base | asked | {"ReadMetrics"}
 
 
 def test_tokens_are_taken_as_they_are(tmp_path: Path) -> None:
