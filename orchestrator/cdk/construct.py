@@ -133,9 +133,12 @@ def _option_problems(option: permissions.Option, value: object) -> list[str]:
     ]
 
 
-def _number_problem(name: str, value: object, low: int, high: int) -> list[str]:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        return [f"{name}: {value!r} is not a whole number from {low:,} to {high:,}"]
+def _number_problem(name: str, value: object, high: int | None = None) -> list[str]:
+    """A whole number from 1 (to `high`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return [f"{name}: {value!r} is not a whole number from 1"]
+    if high is not None and value > high:
+        return [f"{name}: {value!r} is more than {high:,}"]
     return []
 
 
@@ -144,10 +147,10 @@ def check_properties(construct_id: str, values: Mapping[str, Any]) -> None:
     problems = []
     for option in permissions.OPTIONS:
         problems += _option_problems(option, values[option.prop])
-    problems += _number_problem("run_retention_days", values["run_retention_days"], 1, 36_500)
+    problems += _number_problem("run_retention_days", values["run_retention_days"])
     for name in ("reserved_concurrency", "approval_reserved_concurrency"):
         if values[name] is not None:
-            problems += _number_problem(name, values[name], 1, MAX_CONCURRENCY)
+            problems += _number_problem(name, values[name], MAX_CONCURRENCY)
     if values["log_retention_days"] not in LOG_RETENTION:
         problems.append(
             f"log_retention_days: {values['log_retention_days']!r} is not one CloudWatch Logs"

@@ -148,11 +148,17 @@ def test_every_template_parameter_is_a_keyword_with_its_default() -> None:
     assert set(EVERYTHING) == keywords() - {"code"}  # every option set at least once
 
 
-def test_the_log_retentions_are_the_templates() -> None:
-    from orchestrator.cdk.construct import LOG_RETENTION
+def test_the_checks_of_other_keywords_are_the_templates() -> None:
+    from orchestrator.cdk import construct
 
-    allowed = load_cfn(TEMPLATE)["Parameters"]["LogRetentionDays"]["AllowedValues"]
-    assert list(LOG_RETENTION) == allowed
+    declared = load_cfn(TEMPLATE)["Parameters"]
+    assert list(construct.LOG_RETENTION) == declared["LogRetentionDays"]["AllowedValues"]
+    assert tuple(declared["LogLevel"]["AllowedValues"]) == construct.LOG_LEVELS
+    assert declared["MetricsNamespace"]["AllowedPattern"] == f"^{construct.METRICS_NAMESPACE}$"
+    assert declared["OidcIssuer"]["AllowedPattern"] == f"^({construct.OIDC_ISSUER})?$"
+    assert declared["ReservedConcurrency"]["AllowedPattern"] == "^([1-9][0-9]{0,4})?$"
+    assert construct.MAX_CONCURRENCY == 99_999
+    assert declared["RunRetentionDays"]["MinValue"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +202,12 @@ def _cdk_ids(stack: cdk.Stack, orchestrator: Orchestrator) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Stacks]:
     folder = tmp_path_factory.mktemp("code")
-    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")), analytics_reporting=False)
+    app = cdk.App(
+        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+        analytics_reporting=False,
+        # As `cdk init` sets it in cdk.json: CDK may merge statements then, but not these.
+        context={"@aws-cdk/aws-iam:minimizePolicies": True},
+    )
     built = {}
     for name, props in CASES.items():
         stack = cdk.Stack(
@@ -452,6 +463,8 @@ def test_bad_keywords_are_each_named_with_the_reason(tmp_path: Path) -> None:
         read_metrics="true",
         log_retention_days=100,
         reserved_concurrency=0,
+        approval_reserved_concurrency=100_000,
+        run_retention_days=True,
         oidc_issuer="http://login.example.com",
         log_level="TRACE",
     )
@@ -463,7 +476,9 @@ def test_bad_keywords_are_each_named_with_the_reason(tmp_path: Path) -> None:
         " 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:x'",
         "table_kms_key_arn: 'alias/aws/dynamodb' is not an ARN like"
         " arn:aws:kms:REGION:ACCOUNT:key/KEY-ID",
-        "reserved_concurrency: 0 is not a whole number from 1 to 99,999",
+        "run_retention_days: True is not a whole number from 1",
+        "reserved_concurrency: 0 is not a whole number from 1",
+        "approval_reserved_concurrency: 100000 is more than 99,999",
         "log_retention_days: 100 is not one CloudWatch Logs offers"
         " (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,"
         " 2557, 2922, 3288, 3653)",
