@@ -23,7 +23,7 @@ from orchestrator.cdk.permissions import (
     Statement,
     generate,
 )
-from tests.package.test_template import ROOT, TEMPLATE, load_cfn
+from tests.package.test_template import ROOT, TEMPLATE, _recipe, load_cfn
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -65,6 +65,10 @@ def test_a_hand_edit_inside_a_block_is_found_and_overwritten(tmp_path: Path) -> 
     assert script.main(["--template", str(stale)]) == 0
     assert stale.read_text() == text
     assert script.main(["--check", "--template", str(stale)]) == 0
+
+
+def test_make_template_runs_the_generator() -> None:
+    assert _recipe("template") == ["$(BIN)/python -m scripts.template"]
 
 
 def test_a_missing_marker_is_an_error_naming_the_block() -> None:
