@@ -23,7 +23,7 @@ from orchestrator.cdk.permissions import (
     Statement,
     generate,
 )
-from tests.package.test_template import ROOT, TEMPLATE, _recipe, load_cfn
+from tests.package.test_template import MAKEFILE, ROOT, TEMPLATE, load_cfn
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,7 +68,9 @@ def test_a_hand_edit_inside_a_block_is_found_and_overwritten(tmp_path: Path) -> 
 
 
 def test_make_template_runs_the_generator() -> None:
-    assert _recipe("template") == ["$(BIN)/python -m scripts.template"]
+    makefile = MAKEFILE.read_text()
+    assert re.search(r"^template: .*\n\t\$\(BIN\)/python -m scripts\.template\n", makefile, re.M)
+    assert re.search(r"^\.PHONY: .*\btemplate\b", makefile, re.M)
 
 
 def test_a_missing_marker_is_an_error_naming_the_block() -> None:
