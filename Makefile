@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo-setup demo test lint typecheck check bench scan screenshots
+.PHONY: setup demo-setup demo test lint typecheck check bench scan screenshots template
 
 # Two installs in the one .venv: `make demo` needs only the CLI (the `cli` extra), `make
 # check` the dev extra on top (pytest, mypy, ruff, cfn-lint, selenium, ...). Each long step
@@ -64,6 +64,12 @@ test: setup
 	$(BIN)/python -m pytest
 
 check: lint typecheck test
+
+# template.yaml's IAM statements (both roles), written from orchestrator/cdk/permissions.py,
+# the source the CDK construct builds its statements from too; the rest of the file is
+# written by hand. `test` fails when they are stale (tests/package/test_permissions.py).
+template: $(CLI_INSTALLED)
+	$(BIN)/python -m scripts.template
 
 # The template's scanners (checkov, `sam validate --lint`), each in its own venv under
 # build/tools/ (installed at a pinned version on first use). `test` runs them too

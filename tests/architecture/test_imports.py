@@ -229,3 +229,32 @@ def later():
         "yaml",
         "re",
     }
+
+
+CDK_LIBRARIES = frozenset({"aws_cdk", "constructs", "jsii"})
+
+
+def test_the_permission_source_is_pure_data() -> None:
+    """orchestrator/cdk/permissions.py (both roles' statements, which `make template` writes
+    into template.yaml) imports the standard library only, and neither it nor the package
+    `orchestrator.cdk` starts aws-cdk-lib (node) when imported: `Orchestrator` is loaded on
+    first use. Importing the construct does load it (the check can tell)."""
+    names = imports_of("orchestrator.cdk.permissions")
+    assert {name.split(".")[0] for name in names} <= set(sys.stdlib_module_names), names
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+found = {{}}
+for name in ["orchestrator.cdk.permissions", "orchestrator.cdk", "orchestrator.cdk.construct"]:
+    __import__(name)
+    found[name] = sorted({{m.split(".")[0] for m in sys.modules}} & set({sorted(CDK_LIBRARIES)!r}))
+print(json.dumps(found))
+"""
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["orchestrator.cdk.permissions"] == []
+    assert found["orchestrator.cdk"] == []
+    assert "aws_cdk" in found["orchestrator.cdk.construct"]

@@ -218,7 +218,7 @@ def test_customer_managed_keys_reach_the_endpoint_only_through_their_services() 
     assert table["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}
     }
-    assert secret["Action"] == ["kms:Decrypt"] and secret["Resource"] == secret_key
+    assert secret["Action"] == "kms:Decrypt" and secret["Resource"] == secret_key
     assert secret["Condition"] == {
         "StringEquals": {
             "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}

@@ -1,7 +1,9 @@
 """The CDK side (orchestrator/cdk, the `cdk` extra): `gate_action` checks a gate while the
-app is synthesized, and examples/cdk/app.py (a V2 pipeline with the gate between staging and
-production) synthesizes offline into a template that cfn-lint and our own pipeline checks
-pass. aws-cdk-lib runs on node (jsii), which `make setup` installs like Java."""
+app is synthesized, and examples/cdk/app.py (the `Orchestrator` construct, and a V2 pipeline
+with the gate on its function between staging and production) synthesizes offline into
+templates that cfn-lint and our own pipeline checks pass. aws-cdk-lib runs on node (jsii),
+which `make setup` installs like Java. (The construct against template.yaml:
+tests/package/test_cdk_orchestrator.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aws_cdk import aws_lambda as lambda_
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
@@ -21,6 +24,8 @@ from orchestrator.local.pipeline import declaration_warnings, parse_pipeline
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+    from aws_cdk import cx_api
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_FILE = ROOT / "examples" / "gates" / "release.yaml"
@@ -35,10 +40,24 @@ def _example() -> ModuleType:
     return module
 
 
+def stand_in_code(folder: Path) -> lambda_.Code:
+    """A code asset for offline synthesis: what `make build` would write is not needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.py").write_text("# a stand-in for the Lambda package\n")
+    return lambda_.Code.from_asset(str(folder))
+
+
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+def assembly(tmp_path_factory: pytest.TempPathFactory) -> cx_api.CloudAssembly:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    stack = _example().app(str(outdir)).synth().get_stack_by_name("GatedPipeline")
+    code = stand_in_code(tmp_path_factory.mktemp("code"))
+    found: cx_api.CloudAssembly = _example().app(str(outdir), code).synth()
+    return found
+
+
+@pytest.fixture(scope="module")
+def synthesized(assembly: cx_api.CloudAssembly) -> tuple[dict[str, Any], Path]:
+    stack = assembly.get_stack_by_name("GatedPipeline")
     template: dict[str, Any] = stack.template
     return template, Path(stack.template_full_path)
 
@@ -91,6 +110,64 @@ def test_the_synthesized_template_lints_clean(synthesized: tuple[dict[str, Any],
     matches = lint(synthesized[1].read_text(), config=ManualArgs())
     assert [(m.rule.id, m.path[:3]) for m in matches] == [
         ("W3005", ["Resources", "PipelineC660917D", "DependsOn"])
+    ]
+
+
+def test_the_example_gate_runs_on_the_orchestrator_the_app_deploys(
+    assembly: cx_api.CloudAssembly, synthesized: tuple[dict[str, Any], Path]
+) -> None:
+    """The Gate action's FunctionName is the Orchestrator stack's function (an export of its
+    Ref), and the pipeline's action role may invoke that function (another export) only."""
+    (gate,) = _pipeline(synthesized[0])["Stages"][2]["Actions"]
+    imported = gate["Configuration"]["FunctionName"]["Fn::ImportValue"]
+    orchestrator = assembly.get_stack_by_name("Orchestrator").template
+    (function,) = [
+        name
+        for name, r in orchestrator["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+        and "orchestrator.handler" in r["Properties"]["Handler"]
+    ]
+    exports = {
+        output["Export"]["Name"]: output["Value"]
+        for output in orchestrator["Outputs"].values()
+        if "Export" in output
+    }
+    assert exports[imported] == {"Ref": function}
+    arn = {"Fn::GetAtt": [function, "Arn"]}
+    (arn_export,) = [name for name, value in exports.items() if value == arn]
+    invoked = [
+        resource
+        for r in synthesized[0]["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for statement in r["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "lambda:InvokeFunction"
+        for resource in _as_list(statement["Resource"])
+    ]
+    imported_arn = {"Fn::ImportValue": arn_export}
+    # aws-cdk-lib's LambdaInvokeAction grants the function and its versions (ARN:*).
+    assert invoked == [imported_arn, {"Fn::Join": ["", [imported_arn, ":*"]]}]
+    assert orchestrator["Outputs"]["FunctionName"]["Value"] == {"Ref": function}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_orchestrator_stack_lints_clean(assembly: cx_api.CloudAssembly) -> None:
+    """Only aws-cdk-lib's own W3005 (each function's DependsOn its role, which its GetAtt of
+    the role implies anyway)."""
+    from cfnlint.api import ManualArgs, lint
+
+    stack = assembly.get_stack_by_name("Orchestrator")
+    matches = lint(Path(stack.template_full_path).read_text(), config=ManualArgs())
+    functions = sorted(
+        name
+        for name, r in stack.template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+    )
+    assert len(functions) == 2
+    assert sorted((m.rule.id, m.path[:3]) for m in matches) == [
+        ("W3005", ["Resources", name, "DependsOn"]) for name in functions
     ]
 
 

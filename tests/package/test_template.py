@@ -510,7 +510,7 @@ def test_conditional_statements_name_exactly_the_given_arns() -> None:
     for sid, key, service, actions in (
         ("UseTableKey", TABLE_KEY, "dynamodb",
          ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]),
-        ("UseSecretKey", SECRET_KEY, "secretsmanager", ["kms:Decrypt"]),
+        ("UseSecretKey", SECRET_KEY, "secretsmanager", "kms:Decrypt"),
         ("UseQueueKey", QUEUE_KEY, "sqs", ["kms:Decrypt", "kms:GenerateDataKey"]),
     ):  # fmt: skip
         assert statements[sid] == {
