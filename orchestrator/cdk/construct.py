@@ -262,19 +262,14 @@ class Orchestrator(Construct):
             "The approval endpoint's execution role (least privilege).",
         )
 
-        self.approval_function = lambda_.Function(
-            self,
+        self.approval_function = self._function(
             "ApprovalFunction",
-            code=code,
-            handler="orchestrator.approval.web.handler",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=256,
-            timeout=cdk.Duration.seconds(10),
-            reserved_concurrent_executions=approval_reserved_concurrency,
-            role=self.approval_role.without_policy_updates(),
+            code,
+            "orchestrator.approval.web.handler",
+            timeout=10,
+            reserved_concurrency=approval_reserved_concurrency,
+            role=self.approval_role,
             log_group=self.approval_log_group,
-            logging_format=lambda_.LoggingFormat.TEXT,
             environment={
                 "ORCHESTRATOR_TABLE_NAME": self.table.table_name,
                 "ORCHESTRATOR_LOG_LEVEL": log_level,
@@ -290,19 +285,14 @@ class Orchestrator(Construct):
         self.approval_url = self.approval_function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE
         )
-        self.function = lambda_.Function(
-            self,
+        self.function = self._function(
             "OrchestratorFunction",
-            code=code,
-            handler="orchestrator.handler.lambda_handler",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=256,
-            timeout=cdk.Duration.seconds(720),  # template.yaml says why
-            reserved_concurrent_executions=reserved_concurrency,
-            role=self.role.without_policy_updates(),
+            code,
+            "orchestrator.handler.lambda_handler",
+            timeout=720,  # template.yaml says why
+            reserved_concurrency=reserved_concurrency,
+            role=self.role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.TEXT,
             environment={
                 "ORCHESTRATOR_TABLE_NAME": self.table.table_name,
                 "ORCHESTRATOR_TTL_DAYS": str(run_retention_days),
@@ -319,6 +309,38 @@ class Orchestrator(Construct):
         self.alarms = self._alarms(alarm_topic_arn, metrics_namespace)
 
     # region Resources
+
+    def _function(
+        self,
+        construct_id: str,
+        code: lambda_.Code,
+        handler: str,
+        *,
+        timeout: int,
+        reserved_concurrency: int | None,
+        role: iam.Role,
+        log_group: logs.LogGroup,
+        environment: Mapping[str, str],
+        **more: Any,
+    ) -> lambda_.Function:
+        """A function of the package as template.yaml declares both (Python 3.13 on arm64,
+        256 MB, text logs into its own group), with its role's statements only."""
+        return lambda_.Function(
+            self,
+            construct_id,
+            code=code,
+            handler=handler,
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=256,
+            timeout=cdk.Duration.seconds(timeout),
+            reserved_concurrent_executions=reserved_concurrency,
+            role=role.without_policy_updates(),
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.TEXT,
+            environment=dict(environment),
+            **more,
+        )
 
     def _key(self, construct_id: str, arn: str | None) -> kms.IKey | None:
         return kms.Key.from_key_arn(self, construct_id, arn) if arn else None
