@@ -6,36 +6,20 @@ lists exactly those versions."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from scripts import build_lambda
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements-lambda.txt"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_lambda_lock", ROOT / "scripts" / "build_lambda.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_lambda = _script()
 
 
 def test_the_lock_pins_every_runtime_dependency_within_its_range_with_a_hash() -> None:
@@ -47,9 +31,9 @@ def test_the_lock_pins_every_runtime_dependency_within_its_range_with_a_hash() -
         version, _ = pins[name]
         assert dependency.specifier.contains(version, prereleases=True), (name, version)
     assert "cryptography" in pins  # pyjwt[crypto]'s extra, resolved too
-    for name, (version, hashes) in pins.items():
-        assert version and hashes, name
-        assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes), name
+    for pinned, (version, hashes) in pins.items():
+        assert version and hashes, pinned
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes), pinned
     assert not {"typer", "rich", "moto", "pytest"} & set(pins)  # no CLI or dev tool
 
 

@@ -4,7 +4,6 @@ conditions. (That the CDK construct grants the same: tests/package/test_cdk_orch
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from typing import TYPE_CHECKING
 
@@ -23,22 +22,11 @@ from orchestrator.cdk.permissions import (
     Statement,
     generate,
 )
-from tests.package.test_template import MAKEFILE, ROOT, TEMPLATE, load_cfn
+from scripts import template as script
+from tests.package.test_template import MAKEFILE, TEMPLATE, load_cfn
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from types import ModuleType
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("template", ROOT / "scripts" / "template.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _script()
 
 
 def test_template_yaml_carries_the_generated_statements() -> None:

@@ -6,31 +6,18 @@ project's environment cannot share)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from orchestrator.local.schema import load_cfn_yaml
-
-if TYPE_CHECKING:
-    from types import ModuleType
+from scripts import scanners
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scanners", ROOT / "scripts" / "scanners.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scanners = _script()
 pytestmark = pytest.mark.timeout(900)  # the first run installs both scanners from PyPI
 
 
