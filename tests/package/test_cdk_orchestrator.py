@@ -511,7 +511,7 @@ def test_without_code_the_built_package_is_needed(
 
 def test_the_default_package_is_the_one_make_build_writes() -> None:
     from orchestrator.cdk.construct import DEFAULT_PACKAGE
-    from tests.package.test_template import build_lambda
+    from scripts import build_lambda
 
     assert DEFAULT_PACKAGE == build_lambda.DEFAULT_ZIP
 

@@ -31,10 +31,10 @@ import pytest
 from packaging.requirements import Requirement
 
 from orchestrator.local.schema import load_cfn_yaml
+from scripts import build_lambda
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-    from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -101,19 +101,6 @@ def transformed() -> dict[str, Any]:
     assert isinstance(data, dict)
     return data
 
-
-def _build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_lambda", ROOT / "scripts" / "build_lambda.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_lambda = _build_script()
 
 # ---------------------------------------------------------------------------------------------
 # cfn-lint and the SAM transform
