@@ -157,7 +157,8 @@ class _Tick:
             return self._hooks()
         if self.signals.cancel_requested_by:
             message = f"cancelled by {self.signals.cancel_requested_by}"
-            cancel = next((c for c in self.signals.controls if c.action == "cancel"), None)
+            cancels = [c for c in self.signals.controls if c.action == "cancel"]
+            cancel = cancels[-1] if cancels else None  # the newest (a retry spent the others)
             if cancel is not None and cancel.reason:
                 message += f": {cancel.reason}"
             return self._failed(Failure(type=FailureType.JOB_FAILED, message=message), True)

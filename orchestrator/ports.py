@@ -25,8 +25,11 @@ class RunStore(Protocol):
         """The run, read consistently; None if unknown. Raises StoreUnavailable."""
         ...
 
-    def save(self, record: RunRecord, expected_version: int | None) -> None:
-        """Write the run if its stored version is `expected_version` (None: must not exist).
+    def save(
+        self, record: RunRecord, expected_version: int | None, *, clear_cancel: bool = False
+    ) -> None:
+        """Write the run if its stored version is `expected_version` (None: must not exist);
+        `clear_cancel`: remove its cancel request too (a retry resumed a cancelled run).
 
         Raises ConflictError when another writer got there first, StoreUnavailable on faults.
         """

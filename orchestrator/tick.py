@@ -289,6 +289,11 @@ class Ticker:
                 )
                 return self._restart(job, spec, token, key, time_left, why)
             state = engine.resume(definition, state, self._clock.now())
+            # A retry after a cancel is the operator's new decision: the cancel was spent on
+            # the attempt it failed (this write removes it from the item too).
+            record = record.model_copy(
+                update={"signals": record.signals.model_copy(update={"cancel_requested_by": None})}
+            )
             log.info("resuming a failed run", extra={"run_id": run_id, "attempt": state.attempt})
         answer, progress, _, _ = self._advance(
             job, definition, record, state, token, pin, time_left
@@ -476,8 +481,11 @@ class Ticker:
             expires_at=int((state.deadline if running else now) + ttl),
             pin=previous.pin if previous else pin,
         )
+        # Only a retry writes a run that is over: it resumes it, and a cancel request of the
+        # attempt that failed goes (it was spent).
+        resumed = previous is not None and previous.state.status is not RunStatus.RUNNING
         try:
-            self._store.save(record, previous.version if previous else None)
+            self._store.save(record, previous.version if previous else None, clear_cancel=resumed)
         except ConflictError:
             try:
                 return self._lost_race(job, state.run_id, token), Progress.UNCHANGED

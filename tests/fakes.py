@@ -59,7 +59,9 @@ class MemoryStore:
             )
             return record.model_copy(update={"signals": signals})
 
-    def save(self, record: RunRecord, expected_version: int | None) -> None:
+    def save(
+        self, record: RunRecord, expected_version: int | None, *, clear_cancel: bool = False
+    ) -> None:
         with self._lock:
             self.writes += 1
             if self.down:
@@ -69,6 +71,8 @@ class MemoryStore:
             if stored != expected_version:
                 raise ConflictError(record.run_id)
             self.items[record.run_id] = record.model_dump_json(exclude={"signals"})
+            if clear_cancel:
+                self.cancels.pop(record.run_id, None)
 
     def put_definition(self, key: str, document: str, expires_at: int) -> None:
         with self._lock:

@@ -196,7 +196,9 @@ class DynamoRunStore:
             self._unlisted[run_id] = None
         return _to_record(item)
 
-    def save(self, record: RunRecord, expected_version: int | None) -> None:
+    def save(
+        self, record: RunRecord, expected_version: int | None, *, clear_cancel: bool = False
+    ) -> None:
         model = self._model
         item = _to_item(model, record)
         try:
@@ -230,6 +232,10 @@ class DynamoRunStore:
                 if legacy or record.state.status is not RunStatus.RUNNING:
                     actions.append(model.list_key.set(item.list_key))
                     actions.append(model.listed_at.set(item.listed_at))
+                if clear_cancel:
+                    # Safe from a lost cancel: request_cancel needs a running run, and the
+                    # item says failed until this write.
+                    actions.append(model.cancel_requested_by.remove())
                 model._get_connection().update_item(
                     record.run_id,
                     return_values=NONE,

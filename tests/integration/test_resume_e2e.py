@@ -137,3 +137,40 @@ def test_the_first_tick_links_the_action_to_its_run(table_name: str, monkeypatch
     (link,) = links
     assert link["run"]["S"] == result.jobs[0].job_id
     assert len(link["run_id"]["S"]) == len("execution#") + 64
+
+
+def test_a_retry_after_a_cancel_resumes_and_a_new_cancel_still_stops_it(
+    gate: Gate, table_name: str, tmp_path: Path
+) -> None:
+    """The cancel is spent on the attempt it failed: a retry (the operator's new decision)
+    resumes the run; a cancel after that stops it again, with its own reason."""
+
+    def cancel(who: str, reason: str) -> None:
+        result = CliRunner().invoke(
+            app,
+            [
+                "cancel", gate.run_id, "--by", who, "--reason", reason,
+                "--table", table_name, "--data-dir", str(tmp_path),
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+
+    def failure(answer: dict[str, Any]) -> str:
+        assert answer["operation"] == "PutJobFailureResult", answer
+        return str(answer["params"]["failureDetails"]["message"])
+
+    gate.config = {"FunctionName": "f", "UserParameters": json.dumps(gate_of("http://unused"))}
+    gate.run_id = str(gate.tick()["params"]["executionDetails"]["externalExecutionId"])
+    cancel("alice@example.com", "wrong build")
+    assert failure(gate.tick()).startswith("cancelled by alice@example.com: wrong build")
+
+    resumed = retry(gate)
+    assert resumed["operation"] == "PutJobSuccessResult", resumed
+    assert "continuationToken" in resumed["params"]  # running again: the bake goes on
+    record = gate.store.load(gate.run_id)
+    assert record is not None and record.state.attempt == 2
+    assert record.signals.cancel_requested_by is None  # removed from the item by the resume
+    assert gate.tick()["operation"] == "PutJobSuccessResult"  # not cancelled at its next tick
+
+    cancel("bob@example.com", "still wrong")
+    assert failure(gate.tick()).startswith("cancelled by bob@example.com: still wrong")

@@ -77,8 +77,10 @@ class CrashingStore:
         self._reached("after_load")
         return record
 
-    def save(self, record: RunRecord, expected_version: int | None) -> None:
-        self._inner.save(record, expected_version)
+    def save(
+        self, record: RunRecord, expected_version: int | None, *, clear_cancel: bool = False
+    ) -> None:
+        self._inner.save(record, expected_version, clear_cancel=clear_cancel)
         self._reached("after_save")
 
     def put_definition(self, key: str, document: str, expires_at: int) -> None:

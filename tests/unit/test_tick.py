@@ -288,7 +288,9 @@ def test_http_gate_through_the_tick() -> None:
 
 def test_losing_the_race_while_the_store_fails_defers_instead_of_failing() -> None:
     class Flaky(MemoryStore):
-        def save(self, record: Any, expected_version: int | None) -> None:
+        def save(
+            self, record: Any, expected_version: int | None, *, clear_cancel: bool = False
+        ) -> None:
             super().save(
                 record.model_copy(update={"last_job_id": "someone-else"}), expected_version
             )  # another writer got there first...

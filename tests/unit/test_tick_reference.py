@@ -211,11 +211,13 @@ def test_a_run_write_lost_after_pinning_is_retried_by_the_next_job() -> None:
     class FailingOnce(MemoryStore):
         failed = False
 
-        def save(self, record: RunRecord, expected_version: int | None) -> None:
+        def save(
+            self, record: RunRecord, expected_version: int | None, *, clear_cancel: bool = False
+        ) -> None:
             if not self.failed:
                 self.failed = True
                 raise StoreUnavailable("run: write failed (InternalServerError)")
-            super().save(record, expected_version)
+            super().save(record, expected_version, clear_cancel=clear_cancel)
 
     rig = Rig(store=FailingOnce())
     deferred = rig.tick()
