@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from bench.rig import REGION
 from orchestrator import handler
-from orchestrator.clock import VirtualClock
+from orchestrator.clock import JumpClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.steps.python import Finish, Wait
@@ -40,14 +40,6 @@ STEP = 5.0
 """Seconds between two swept moments (half of `every`)."""
 OFFSET = 0.37
 """Off the polls' whole seconds, so no moment ties with a poll."""
-
-
-class JumpClock(VirtualClock):
-    """A virtual clock whose sleeps take no real time."""
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.advance(seconds)
 
 
 def ready(context: PythonContext) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.proxy import CountingProxy
-from orchestrator.clock import VirtualClock
+from orchestrator.clock import JumpClock
 
 if TYPE_CHECKING:
     from bench.rig import Stack
@@ -33,14 +33,6 @@ GATE_24H = {
     "outputs": {"RunId": "run.id"},
 }
 GATE_HOURS = 23.0
-
-
-class JumpClock(VirtualClock):
-    """A virtual clock whose sleeps take no real time: the gate's hours pass at once."""
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.advance(seconds)
 
 
 def through_cli(stack: Stack, speed: float = 3600.0) -> dict[str, Any]:

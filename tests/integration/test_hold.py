@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from orchestrator import _log, handler
-from orchestrator.clock import VirtualClock
+from orchestrator.clock import JumpClock
 from orchestrator.local.driver import run_action
 from orchestrator.local.emulator import CodePipelineEmulator
 from orchestrator.steps.python import Finish, Wait
@@ -23,14 +23,6 @@ START = 1_800_000_000.0
 FLIP = 25.0  # the condition turns true this long after the gate starts
 EVERY = 10.0
 REINVOKE = 60.0
-
-
-class JumpClock(VirtualClock):
-    """A virtual clock whose sleeps take no real time (holds and re-invoke delays pass at once)."""
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.advance(seconds)
 
 
 def ready(context: PythonContext) -> Any:
