@@ -15,7 +15,6 @@ changes the gate; it is logged and, while the run goes on, recorded in its claim
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -178,7 +177,7 @@ def send(
     """Post to the webhook and publish to the topic; what failed (no URL ever named)."""
     from orchestrator import aws
     from orchestrator.secrets import SecretError, resolve
-    from orchestrator.services import HttpError
+    from orchestrator.services import post_json
 
     errors: list[str] = []
     if notify.webhook is not None:
@@ -191,15 +190,9 @@ def send(
         except SecretError as exc:
             errors.append(f"webhook: {exc}")
         else:
-            body = json.dumps(message(notice, run_id, pipeline)).encode()
-            headers = {"Content-Type": "application/json"}
-            try:
-                response = services.http.request("POST", url, headers, body, timeout)
-            except HttpError:
-                errors.append("webhook: no response")
-            else:
-                if not 200 <= response.status < 300:
-                    errors.append(f"webhook: HTTP {response.status}")
+            error = post_json(services.http, url, message(notice, run_id, pipeline), timeout)
+            if error is not None:
+                errors.append(f"webhook: {error}")
     if notify.sns is not None:
         from botocore.exceptions import BotoCoreError, ClientError
 

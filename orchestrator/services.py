@@ -13,6 +13,7 @@ configured by `orchestrator.aws.client_config`, whose endpoints follow the stand
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
@@ -61,6 +62,17 @@ class HttpClient(Protocol):
     ) -> HttpResponse:
         """Send the request; raise HttpError when no response arrives within `timeout`."""
         ...
+
+
+def post_json(http: HttpClient, url: str, document: Any, timeout: float) -> str | None:
+    """POST `document` as JSON (a notification's webhook); None when it was taken (2xx),
+    else what went wrong, to report: `no response` or `HTTP 500`."""
+    body = json.dumps(document).encode()
+    try:
+        response = http.request("POST", url, {"Content-Type": "application/json"}, body, timeout)
+    except HttpError:
+        return "no response"
+    return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
 
 class Urllib3Client:

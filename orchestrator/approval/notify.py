@@ -8,12 +8,11 @@ in the logs. A webhook URL is a secret too (Slack's are): errors never name it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import aws
-from orchestrator.services import HttpError
+from orchestrator.services import post_json
 from orchestrator.targets import RoleError, as_whom
 from orchestrator.text import format_instant
 
@@ -141,15 +140,9 @@ def send(
         except (ClientError, BotoCoreError) as exc:
             errors.append(f"sns: {aws.describe(exc)}{as_whom(sns_target)}")
     if webhook:
-        body = json.dumps(slack(notice)).encode()
-        headers = {"Content-Type": "application/json"}
-        try:
-            response = services.http.request("POST", webhook, headers, body, timeout)
-        except HttpError:
-            errors.append("webhook: no response")
-        else:
-            if not 200 <= response.status < 300:
-                errors.append(f"webhook: HTTP {response.status}")
+        error = post_json(services.http, webhook, slack(notice), timeout)
+        if error is not None:
+            errors.append(f"webhook: {error}")
     return errors
 
 
