@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from orchestrator.exceptions import ConflictError, DefinitionError, StoreUnavailable
 from orchestrator.governance import Kind, Versioned
 from orchestrator.model import Answer, Control, RunRecord, RunStatus, RunSummary, Signals
@@ -248,6 +250,23 @@ class ScriptedHttp:
         if isinstance(item, HttpError):
             raise item
         return item
+
+
+def client_error(code: str, status: int = 400, operation: str = "DescribeAlarms") -> ClientError:
+    """What botocore raises for an AWS error response `code` (HTTP `status`) to `operation`."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": code},
+            "ResponseMetadata": {
+                "RequestId": "r",
+                "HostId": "h",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
+        operation,
+    )
 
 
 def json_response(status: int, body: str) -> HttpResponse:

@@ -15,7 +15,7 @@ from orchestrator.assume import DURATION_SECONDS, MAX_SESSIONS, RoleSessions
 from orchestrator.aws import client_config
 from orchestrator.exceptions import FailureType
 from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
-from tests.unit.test_steps_alarms import client_error
+from tests.fakes import client_error
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient

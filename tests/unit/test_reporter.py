@@ -13,7 +13,7 @@ from orchestrator.exceptions import ReporterUnavailable
 from orchestrator.model import Answer, AnswerKind
 from orchestrator.ports import Delivery
 from orchestrator.reporter import CodePipelineReporter, codepipeline_client
-from tests.unit.test_steps_alarms import client_error
+from tests.fakes import client_error
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient

@@ -13,7 +13,7 @@ from orchestrator.event import Job
 from orchestrator.exceptions import DefinitionError
 from orchestrator.reference import parse_ref
 from orchestrator.sources import DefinitionSources, SourceUnavailable
-from tests.unit.test_steps_alarms import client_error
+from tests.fakes import client_error
 
 if TYPE_CHECKING:
     from orchestrator.artifacts import ArtifactContext

@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.exceptions import DefinitionError, FailureType
 from orchestrator.model import RunState, RunStatus
 from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
-from tests.fakes import ManualClock
+from tests.fakes import ManualClock, client_error
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
     from orchestrator.governance import Governance
     from orchestrator.services import HttpClient
 
@@ -71,22 +72,6 @@ class FakeCloudWatch:
         if start + 2 < len(matching):
             response["NextToken"] = str(start + 2)
         return response
-
-
-def client_error(code: str, status: int = 400, operation: str = "DescribeAlarms") -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": code},
-            "ResponseMetadata": {
-                "RequestId": "r",
-                "HostId": "h",
-                "HTTPStatusCode": status,
-                "HTTPHeaders": {},
-                "RetryAttempts": 0,
-            },
-        },
-        operation,
-    )
 
 
 class FakeServices:

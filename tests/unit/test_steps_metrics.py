@@ -19,8 +19,8 @@ from orchestrator.model import RunStatus, StepState
 from orchestrator.steps import Done, Failed, Pending, StepContext, kind_class
 from orchestrator.steps.metrics import MAX_PAGES, RESULT_POINTS, MetricsStep
 from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
-from tests.fakes import ManualClock
-from tests.unit.test_steps_alarms import FakeServices, client_error
+from tests.fakes import ManualClock, client_error
+from tests.unit.test_steps_alarms import FakeServices
 
 if TYPE_CHECKING:
     from orchestrator.steps import Outcome

@@ -13,7 +13,7 @@ from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.event import Job
 from orchestrator.exceptions import FailureType, GateFailed, TransientError
 from orchestrator.pipeline_context import PipelineContext, mentions_pipeline, needs_trigger
-from tests.unit.test_steps_alarms import client_error
+from tests.fakes import client_error
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient

@@ -24,8 +24,7 @@ from orchestrator.secrets import (
 )
 from orchestrator.services import HttpResponse
 from orchestrator.targets import AwsTarget, RoleDenied, RoleUnavailable
-from tests.fakes import ManualClock
-from tests.unit.test_steps_alarms import client_error
+from tests.fakes import ManualClock, client_error
 
 if TYPE_CHECKING:
     from orchestrator.governance import Governance

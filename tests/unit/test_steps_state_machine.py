@@ -16,8 +16,8 @@ from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.exceptions import FailureType
 from orchestrator.model import RunState, RunStatus
 from orchestrator.steps.state_machine import execution_name
-from tests.fakes import ManualClock
-from tests.unit.test_steps_alarms import FakeServices, client_error
+from tests.fakes import ManualClock, client_error
+from tests.unit.test_steps_alarms import FakeServices
 
 T0 = 1_800_000_000.0
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:smoke"

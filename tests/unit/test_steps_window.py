@@ -10,16 +10,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from orchestrator import engine
 from orchestrator.definition import GateDefinition, parse_definition
 from orchestrator.exceptions import DefinitionError, FailureType, StoreUnavailable
 from orchestrator.model import RunState, RunStatus
 from orchestrator.steps.window import Freezes, parse_window
-from tests.fakes import ManualClock
+from tests.fakes import ManualClock, client_error
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
     from orchestrator.services import HttpClient
 
 
@@ -78,7 +79,7 @@ class FakeSsm:
         names = kwargs["CalendarNames"]
         assert names and all(isinstance(n, str) for n in names)
         if any(name not in self.known for name in names):
-            raise client_error("InvalidDocument")
+            raise client_error("InvalidDocument", operation="GetCalendarState")
         when = datetime.fromisoformat(kwargs["AtTime"].replace("Z", "+00:00")).timestamp()
         closed = any(s <= when < e for s, e in self.closed)
         edges = sorted({x for pair in self.closed for x in pair if x > when})
@@ -86,22 +87,6 @@ class FakeSsm:
         if edges:
             answer["NextTransitionTime"] = iso(edges[0])
         return answer
-
-
-def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": code},
-            "ResponseMetadata": {
-                "RequestId": "r",
-                "HostId": "h",
-                "HTTPStatusCode": status,
-                "HTTPHeaders": {},
-                "RetryAttempts": 0,
-            },
-        },
-        "GetCalendarState",
-    )
 
 
 class FakeServices:
@@ -288,7 +273,7 @@ def test_every_calendar_must_be_open() -> None:
 )
 def test_calendar_errors(code: str, status: int, outcome: str | FailureType) -> None:
     runner = Runner({"calendars": ["prod-change-calendar"]}, MONDAY_OPENING)
-    runner.services.ssm.errors.append(client_error(code, status))
+    runner.services.ssm.errors.append(client_error(code, status, "GetCalendarState"))
     runner.tick()
     if isinstance(outcome, str):
         assert runner.state.status is RunStatus.RUNNING and outcome in runner.summary
